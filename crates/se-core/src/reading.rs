@@ -1,0 +1,62 @@
+use serde::{Deserialize, Serialize};
+
+use crate::{ChannelName, DeviceId, Metric, Rejection};
+
+/// Milliseconds since the Unix epoch, UTC.
+pub type TimestampMs = i64;
+
+/// Returns the current time in milliseconds since the Unix epoch.
+pub fn now_ms() -> TimestampMs {
+    jiff::Timestamp::now().as_millisecond()
+}
+
+/// One value of one metric of one channel of a device at one instant.
+///
+/// A series is identified by `(device, channel, metric)`; within a series a
+/// timestamp holds at most one value, which is how replays are stored once.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Reading {
+    pub device: DeviceId,
+    pub channel: ChannelName,
+    pub metric: Metric,
+    pub ts_ms: TimestampMs,
+    /// Value in the metric's canonical unit ([`Metric::unit`]).
+    pub value: f64,
+}
+
+impl Reading {
+    /// Builds a reading; panics only if `channel` is not a valid channel name,
+    /// so call it with literals or names that were already validated.
+    pub fn new(device: DeviceId, channel: &str, metric: Metric, ts_ms: TimestampMs, value: f64) -> Self {
+        let channel = ChannelName::parse(channel).unwrap_or_else(|error| panic!("{error}"));
+        Self { device, channel, metric, ts_ms, value }
+    }
+}
+
+/// The outcome of decoding one MQTT message or one imported row.
+///
+/// Valid values and rejected values of the same message travel together, so
+/// one bad value never costs the rest of its message.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Decoded {
+    /// Device the message belongs to, when the decoder could tell.
+    pub device: Option<DeviceId>,
+    /// Per-device message sequence number, for loss and duplicate counting.
+    pub seq: Option<u64>,
+    pub readings: Vec<Reading>,
+    pub rejections: Vec<Rejection>,
+    /// Device state announced by the message, such as an MQTT Last Will.
+    pub online: Option<bool>,
+    /// The device reported a reboot (its uptime or counter started over).
+    pub restarted: bool,
+}
+
+impl Decoded {
+    pub fn rejected(rejection: Rejection) -> Self {
+        Self { device: rejection.device.clone(), rejections: vec![rejection], ..Self::default() }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.readings.is_empty() && self.rejections.is_empty() && self.online.is_none()
+    }
+}
