@@ -1,0 +1,417 @@
+//! The embedded storage engine: one SQLite file, `<data_dir>/smart-energy.db`.
+//!
+//! # Schema
+//!
+//! Timestamps are milliseconds since the Unix epoch (UTC) in `*_ms` columns.
+//! Values are in the canonical unit of their metric, and metrics are stored by
+//! their key, such as `power_w`.
+//!
+//! - `devices(id, first_seen_ms, last_seen_ms, online, last_seq, lost,
+//!   duplicates, restarts)`: one row per device. `first_seen_ms` and
+//!   `last_seen_ms` are the oldest and newest reading timestamps, and an
+//!   online report also moves `last_seen_ms` forward. `online` is NULL until
+//!   the device or its MQTT Last Will reports a state. `last_seq` (stored as
+//!   the bit pattern of the `u64`), `lost`, `duplicates` and `restarts` are the
+//!   message counters that ingestion derives from sequence numbers.
+//! - `series(id, device_id, channel, metric, reading_count)`: one row per
+//!   (device, channel, metric), unique on those three. The integer `id` keeps
+//!   `readings` small. `reading_count` counts the rows of the series in
+//!   `readings`, so statistics do not scan that table.
+//! - `readings(series_id, ts_ms, value)`: every stored value. The primary key
+//!   `(series_id, ts_ms)` allows at most one value per series and instant, so a
+//!   replayed reading is ignored and counted as a duplicate. The table is
+//!   `WITHOUT ROWID`, which makes a time range of one series one contiguous
+//!   B-tree range.
+//! - `latest(series_id, ts_ms, value)`: the newest value of each series. A
+//!   write replaces it only with a reading at least as new, so late readings
+//!   do not hide the current value.
+//! - `ingest_errors(id, at_ms, device_id, topic, field, value, reason,
+//!   detail)`: the newest rejected input values, for the operator. Only the
+//!   newest 10,000 rows are kept. Each write deletes older rows by primary key
+//!   range in the same transaction.
+//! - `ingest_error_counts(device_id, reason, count, last_at_ms)`: rejection
+//!   counters that never shrink, one row per device and reason. The empty
+//!   string stands for "device unknown", as for an unknown topic.
+//! - `users(id, username, password_hash, role, must_change_password,
+//!   created_ms)`: accounts of the web interface. Usernames are unique
+//!   without regard to ASCII case. Passwords are stored only as argon2 PHC
+//!   strings.
+//! - `sessions(token_hash, user_id, expires_ms)`: login sessions, keyed by
+//!   the SHA-256 hash of the session token so a copy of the database does not
+//!   contain usable tokens. Expired rows are deleted when a session is created.
+//!
+//! `PRAGMA user_version` holds the schema version. Opening applies the
+//! missing migrations and rejects a file written by a newer version.
+//!
+//! # Durability
+//!
+//! The file uses write-ahead logging (WAL) with `synchronous=NORMAL`. A write
+//! method returns after its transaction is committed to the WAL file, so its
+//! data survives the end of the process, including SIGTERM and SIGKILL,
+//! because the operating system still holds the written pages. On power loss
+//! or an operating system crash, the last transactions before the failure may
+//! be lost, but the database stays consistent. `synchronous=FULL` would close
+//! that gap at the cost of one fsync per commit, which limits small batches
+//! to the fsync rate of the disk.
+//!
+//! # Concurrency
+//!
+//! One writer connection behind a mutex runs every change, one transaction
+//! per call. Reads use a pool of read-only connections. In WAL mode they read
+//! a committed snapshot and neither block nor wait for the writer. All
+//! SQLite calls run on tokio's blocking thread pool.
+
+mod convert;
+mod pool;
+mod read;
+mod schema;
+mod write;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rusqlite::{Connection, OpenFlags};
+use se_core::{DeviceId, Reading, Rejection, TimestampMs};
+use tracing::{info, warn};
+
+use self::pool::ReaderPool;
+use self::write::Writer;
+use crate::{
+    DeviceCounters, DeviceSummary, IngestErrorQuery, IngestErrorReport, NewUser, RawQuery,
+    SeriesPoint, SeriesQuery, Store, StoreError, StoreStats, User, WriteOutcome,
+};
+
+/// Number of read-only connections. Reads are short, so a few suffice for
+/// the web interface and analytics together.
+const READ_CONNECTIONS: usize = 4;
+
+/// How long a connection waits for a lock held by another connection, as
+/// during a checkpoint, before it fails with "database is locked".
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Prepared statements cached per connection, more than any connection uses.
+const STATEMENT_CACHE: usize = 32;
+
+/// The SQLite storage engine. Cloning is cheap and shares the connections.
+#[derive(Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    writer: Mutex<Writer>,
+    readers: ReaderPool,
+}
+
+impl SqliteStore {
+    /// Name of the database file inside the data directory.
+    pub const FILE_NAME: &'static str = "smart-energy.db";
+
+    /// Schema version that this build creates and reads.
+    pub const SCHEMA_VERSION: i64 = schema::SUPPORTED_VERSION;
+
+    /// Rows kept in the list of recent rejected values.
+    pub const MAX_INGEST_ERRORS: i64 = write::MAX_INGEST_ERRORS;
+
+    /// Opens the store in `data_dir`, creating the directory and the
+    /// database as needed and applying pending schema migrations.
+    ///
+    /// Blocks while it opens the file, so call it before serving requests or
+    /// from `spawn_blocking`.
+    pub fn open(data_dir: &Path) -> Result<SqliteStore, StoreError> {
+        let path = data_dir.join(Self::FILE_NAME);
+        let path_text = path.display().to_string();
+        let open_error = |source| StoreError::Open {
+            path: path_text.clone(),
+            source,
+        };
+
+        std::fs::create_dir_all(data_dir).map_err(|error| {
+            open_error(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
+                Some(format!(
+                    "cannot create directory {}: {error}",
+                    data_dir.display()
+                )),
+            ))
+        })?;
+
+        let mut conn = Connection::open(&path).map_err(open_error)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(open_error)?;
+        let found = schema::check_not_newer(&conn, &path_text)?;
+        configure_writer(&conn, &path_text)?;
+        schema::migrate(&mut conn, &path_text, found)?;
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+
+        let readers = (0..READ_CONNECTIONS)
+            .map(|_| open_reader(&path))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(open_error)?;
+
+        info!(path = %path_text, schema_version = Self::SCHEMA_VERSION, "opened SQLite store");
+        Ok(SqliteStore {
+            inner: Arc::new(Inner {
+                path,
+                writer: Mutex::new(Writer::new(conn)),
+                readers: ReaderPool::new(readers),
+            }),
+        })
+    }
+
+    /// Path of the database file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Runs `work` with the writer connection on the blocking thread pool.
+    async fn write<T, F>(&self, operation: &'static str, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Writer) -> Result<T, StoreError> + Send + 'static,
+    {
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || work(&mut inner.lock_writer()))
+            .await
+            .map_err(|error| StoreError::Worker(format!("{operation} did not finish: {error}")))?
+    }
+
+    /// Runs `work` with a read-only connection on the blocking thread pool,
+    /// waiting asynchronously while all read connections are busy.
+    async fn read<T, F>(&self, operation: &'static str, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let permit = self.inner.readers.permit().await?;
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || {
+            let result = inner
+                .readers
+                .take()
+                .and_then(|mut lease| work(lease.conn()?));
+            drop(permit);
+            result
+        })
+        .await
+        .map_err(|error| StoreError::Worker(format!("{operation} did not finish: {error}")))?
+    }
+}
+
+impl Inner {
+    /// Locks the writer. After a panic in an earlier write, SQLite has rolled
+    /// that transaction back, so only the series id cache can be stale.
+    fn lock_writer(&self) -> MutexGuard<'_, Writer> {
+        match self.writer.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => {
+                self.writer.clear_poison();
+                let mut guard = poisoned.into_inner();
+                guard.forget_cached_ids();
+                guard
+            }
+        }
+    }
+}
+
+fn configure_writer(conn: &Connection, path: &str) -> Result<(), StoreError> {
+    let open_error = |source| StoreError::Open {
+        path: path.to_owned(),
+        source,
+    };
+    let mode: String = conn
+        .pragma_update_and_check(None, "journal_mode", "wal", |row| row.get(0))
+        .map_err(open_error)?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        // Some network file systems do not support WAL, and SQLite then keeps a rollback journal.
+        warn!(path, journal_mode = %mode, "SQLite did not enable WAL mode, so reads wait for writes; put the data directory on a local disk");
+    }
+    conn.pragma_update(None, "synchronous", "NORMAL")
+        .map_err(open_error)?;
+    conn.pragma_update(None, "foreign_keys", true)
+        .map_err(open_error)?;
+    Ok(())
+}
+
+fn open_reader(path: &Path) -> rusqlite::Result<Connection> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        | OpenFlags::SQLITE_OPEN_URI;
+    let conn = Connection::open_with_flags(path, flags)?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    Ok(conn)
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn write_readings(&self, readings: &[Reading]) -> Result<WriteOutcome, StoreError> {
+        if readings.is_empty() {
+            return Ok(WriteOutcome::default());
+        }
+        let readings = readings.to_vec();
+        self.write("write_readings", move |writer| {
+            writer.write_readings(&readings)
+        })
+        .await
+    }
+
+    async fn record_rejections(
+        &self,
+        rejections: &[Rejection],
+        at_ms: TimestampMs,
+    ) -> Result<(), StoreError> {
+        if rejections.is_empty() {
+            return Ok(());
+        }
+        let rejections = rejections.to_vec();
+        self.write("record_rejections", move |writer| {
+            writer.record_rejections(&rejections, at_ms)
+        })
+        .await
+    }
+
+    async fn update_device_counters(
+        &self,
+        device: &DeviceId,
+        counters: &DeviceCounters,
+    ) -> Result<(), StoreError> {
+        let device = device.clone();
+        let counters = *counters;
+        self.write("update_device_counters", move |writer| {
+            writer.update_device_counters(&device, &counters)
+        })
+        .await
+    }
+
+    async fn set_device_online(
+        &self,
+        device: &DeviceId,
+        online: bool,
+        at_ms: TimestampMs,
+    ) -> Result<(), StoreError> {
+        let device = device.clone();
+        self.write("set_device_online", move |writer| {
+            writer.set_device_online(&device, online, at_ms)
+        })
+        .await
+    }
+
+    async fn list_devices(&self) -> Result<Vec<DeviceSummary>, StoreError> {
+        self.read("list_devices", |conn| read::device_summaries(conn, None))
+            .await
+    }
+
+    async fn device(&self, device: &DeviceId) -> Result<Option<DeviceSummary>, StoreError> {
+        let device = device.clone();
+        let found = self
+            .read("device", move |conn| {
+                read::device_summaries(conn, Some(&device))
+            })
+            .await?;
+        Ok(found.into_iter().next())
+    }
+
+    /// Covers `[from_ms, to_ms)`. Each bucket starts at
+    /// `from_ms + k * ceil((to_ms - from_ms) / max_points)`, and empty buckets
+    /// are left out.
+    async fn query_series(&self, query: &SeriesQuery) -> Result<Vec<SeriesPoint>, StoreError> {
+        let query = query.clone();
+        self.read("query_series", move |conn| read::query_series(conn, &query))
+            .await
+    }
+
+    /// Covers `[from_ms, to_ms)`, ordered by timestamp, channel and metric
+    /// key. A `limit` of 0 returns every matching reading.
+    async fn raw_readings(&self, query: &RawQuery) -> Result<Vec<Reading>, StoreError> {
+        let query = query.clone();
+        self.read("raw_readings", move |conn| read::raw_readings(conn, &query))
+            .await
+    }
+
+    /// A `limit` of 0 returns 100 rows, and no call returns more than 1000.
+    async fn ingest_errors(
+        &self,
+        query: &IngestErrorQuery,
+    ) -> Result<IngestErrorReport, StoreError> {
+        let query = query.clone();
+        self.read("ingest_errors", move |conn| {
+            read::ingest_errors(conn, &query)
+        })
+        .await
+    }
+
+    async fn stats(&self) -> Result<StoreStats, StoreError> {
+        self.read("stats", |conn| read::stats(conn)).await
+    }
+
+    async fn count_users(&self) -> Result<u64, StoreError> {
+        self.read("count_users", |conn| read::count_users(conn))
+            .await
+    }
+
+    async fn create_user(&self, user: &NewUser) -> Result<User, StoreError> {
+        let user = user.clone();
+        self.write("create_user", move |writer| writer.create_user(&user))
+            .await
+    }
+
+    /// Usernames compare without regard to ASCII case.
+    async fn user_by_name(&self, username: &str) -> Result<Option<User>, StoreError> {
+        let username = username.to_owned();
+        self.read("user_by_name", move |conn| {
+            read::user_by_name(conn, &username)
+        })
+        .await
+    }
+
+    /// Succeeds without change when no user has this id, and logs a warning.
+    async fn set_password(&self, user_id: i64, password_hash: &str) -> Result<(), StoreError> {
+        let password_hash = password_hash.to_owned();
+        let found = self
+            .write("set_password", move |writer| {
+                writer.set_password(user_id, &password_hash)
+            })
+            .await?;
+        if !found {
+            // NOTE: the trait has no "not found" error, so a deleted user is only logged.
+            warn!(user_id, "password not changed because no user has this id");
+        }
+        Ok(())
+    }
+
+    async fn create_session(
+        &self,
+        token_hash: &str,
+        user_id: i64,
+        expires_ms: TimestampMs,
+    ) -> Result<(), StoreError> {
+        let token_hash = token_hash.to_owned();
+        self.write("create_session", move |writer| {
+            writer.create_session(&token_hash, user_id, expires_ms)
+        })
+        .await
+    }
+
+    async fn session_user(
+        &self,
+        token_hash: &str,
+        now_ms: TimestampMs,
+    ) -> Result<Option<User>, StoreError> {
+        let token_hash = token_hash.to_owned();
+        self.read("session_user", move |conn| {
+            read::session_user(conn, &token_hash, now_ms)
+        })
+        .await
+    }
+
+    async fn delete_session(&self, token_hash: &str) -> Result<(), StoreError> {
+        let token_hash = token_hash.to_owned();
+        self.write("delete_session", move |writer| {
+            writer.delete_session(&token_hash)
+        })
+        .await
+    }
+}

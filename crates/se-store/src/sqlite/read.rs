@@ -1,0 +1,509 @@
+//! Queries run on the read-only connections.
+
+use std::collections::HashMap;
+
+use rusqlite::{params, Connection, OptionalExtension};
+use se_core::{DeviceId, Reading, TimestampMs};
+
+use super::convert::{
+    channel_from_sql, count_from_sql, db, device_from_sql, metric_from_sql, reason_from_sql,
+    role_from_sql, seq_from_sql,
+};
+use crate::{
+    DeviceCounters, DeviceSummary, IngestErrorCount, IngestErrorQuery, IngestErrorRecord,
+    IngestErrorReport, LatestValue, RawQuery, SeriesPoint, SeriesQuery, StoreError, StoreStats,
+    User,
+};
+
+/// Rows returned by `ingest_errors` when the query gives no limit.
+pub(crate) const DEFAULT_INGEST_ERROR_LIMIT: u32 = 100;
+/// Largest number of rows `ingest_errors` returns, whatever limit the query requests.
+pub(crate) const MAX_INGEST_ERROR_LIMIT: u32 = 1000;
+
+/// Query bounds are clamped to half the `i64` range, so `ts_ms - from_ms`
+/// cannot overflow in SQL. That is still ±146 million years around 1970.
+const MIN_QUERY_TS: TimestampMs = i64::MIN / 2;
+const MAX_QUERY_TS: TimestampMs = i64::MAX / 2;
+
+/// Lists devices with their latest values and error counts, all read in one
+/// transaction so the three parts agree. `only` restricts it to one device.
+pub(super) fn device_summaries(
+    conn: &mut Connection,
+    only: Option<&DeviceId>,
+) -> Result<Vec<DeviceSummary>, StoreError> {
+    const OP: &str = "list_devices";
+    let only = only.map(DeviceId::as_str);
+    let tx = conn.transaction().map_err(db(OP))?;
+
+    let mut latest: HashMap<String, Vec<LatestValue>> = HashMap::new();
+    {
+        let mut select = tx.prepare_cached(SELECT_LATEST).map_err(db(OP))?;
+        let rows = select
+            .query_map([only], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, String>(2)?,
+                    row.get::<_, i64>(3)?,
+                    row.get::<_, f64>(4)?,
+                ))
+            })
+            .map_err(db(OP))?;
+        for row in rows {
+            let (device, channel, metric, ts_ms, value) = row.map_err(db(OP))?;
+            let metric = metric_from_sql(OP, &metric)?;
+            let value = LatestValue {
+                channel: channel_from_sql(OP, &channel)?,
+                metric,
+                unit: metric.unit(),
+                ts_ms,
+                value,
+            };
+            latest.entry(device).or_default().push(value);
+        }
+    }
+
+    let mut error_counts: HashMap<String, u64> = HashMap::new();
+    {
+        let mut select = tx.prepare_cached(SELECT_ERROR_TOTALS).map_err(db(OP))?;
+        let rows = select
+            .query_map([only], |row| {
+                Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
+            })
+            .map_err(db(OP))?;
+        for row in rows {
+            let (device, total) = row.map_err(db(OP))?;
+            error_counts.insert(
+                device,
+                count_from_sql(OP, "ingest_error_counts.count", total)?,
+            );
+        }
+    }
+
+    let mut devices = Vec::new();
+    {
+        let mut select = tx.prepare_cached(SELECT_DEVICES).map_err(db(OP))?;
+        let rows = select
+            .query_map([only], DeviceRow::from_row)
+            .map_err(db(OP))?;
+        for row in rows {
+            let row = row.map_err(db(OP))?;
+            let summary = DeviceSummary {
+                id: device_from_sql(OP, &row.id)?,
+                first_seen_ms: row.first_seen_ms,
+                last_seen_ms: row.last_seen_ms,
+                online: row.online,
+                counters: DeviceCounters {
+                    last_seq: row.last_seq.map(seq_from_sql),
+                    lost: count_from_sql(OP, "devices.lost", row.lost)?,
+                    duplicates: count_from_sql(OP, "devices.duplicates", row.duplicates)?,
+                    restarts: count_from_sql(OP, "devices.restarts", row.restarts)?,
+                },
+                ingest_errors: error_counts.get(&row.id).copied().unwrap_or(0),
+                latest: latest.remove(&row.id).unwrap_or_default(),
+            };
+            devices.push(summary);
+        }
+    }
+    tx.commit().map_err(db(OP))?;
+    Ok(devices)
+}
+
+struct DeviceRow {
+    id: String,
+    first_seen_ms: TimestampMs,
+    last_seen_ms: TimestampMs,
+    online: Option<bool>,
+    last_seq: Option<i64>,
+    lost: i64,
+    duplicates: i64,
+    restarts: i64,
+}
+
+impl DeviceRow {
+    fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Self {
+            id: row.get(0)?,
+            first_seen_ms: row.get(1)?,
+            last_seen_ms: row.get(2)?,
+            online: row.get(3)?,
+            last_seq: row.get(4)?,
+            lost: row.get(5)?,
+            duplicates: row.get(6)?,
+            restarts: row.get(7)?,
+        })
+    }
+}
+
+/// Aggregates one series into buckets of `ceil((to - from) / max_points)`
+/// milliseconds over `[from_ms, to_ms)`, or returns raw points when
+/// `max_points` is 0.
+pub(super) fn query_series(
+    conn: &Connection,
+    query: &SeriesQuery,
+) -> Result<Vec<SeriesPoint>, StoreError> {
+    const OP: &str = "query_series";
+    let from_ms = query.from_ms.clamp(MIN_QUERY_TS, MAX_QUERY_TS);
+    let to_ms = query.to_ms.clamp(MIN_QUERY_TS, MAX_QUERY_TS);
+    if to_ms <= from_ms {
+        return Ok(Vec::new());
+    }
+
+    let key = params![
+        query.device.as_str(),
+        query.channel.as_str(),
+        query.metric.key()
+    ];
+    let series_id: Option<i64> = conn
+        .prepare_cached(SELECT_SERIES_ID)
+        .and_then(|mut select| select.query_row(key, |row| row.get(0)).optional())
+        .map_err(db(OP))?;
+    let Some(series_id) = series_id else {
+        return Ok(Vec::new());
+    };
+
+    if query.max_points == 0 {
+        let mut select = conn.prepare_cached(SELECT_RAW_POINTS).map_err(db(OP))?;
+        let rows = select
+            .query_map(params![series_id, from_ms, to_ms], |row| {
+                let value: f64 = row.get(1)?;
+                Ok(SeriesPoint {
+                    ts_ms: row.get(0)?,
+                    min: value,
+                    max: value,
+                    mean: value,
+                    count: 1,
+                })
+            })
+            .map_err(db(OP))?;
+        return rows.collect::<Result<_, _>>().map_err(db(OP));
+    }
+
+    // The span fits in i64 because of the clamping above. The ceiling is
+    // computed without `span + max_points - 1`, which could overflow.
+    let span = to_ms - from_ms;
+    let max_points = i64::from(query.max_points);
+    let bucket_ms = span / max_points + i64::from(span % max_points != 0);
+
+    let mut select = conn.prepare_cached(SELECT_BUCKETS).map_err(db(OP))?;
+    let rows = select
+        .query_map(params![series_id, from_ms, to_ms, bucket_ms], |row| {
+            Ok((
+                row.get::<_, i64>(0)?,
+                row.get(1)?,
+                row.get(2)?,
+                row.get(3)?,
+                row.get::<_, i64>(4)?,
+            ))
+        })
+        .map_err(db(OP))?;
+    let mut points = Vec::new();
+    for row in rows {
+        let (bucket, min, max, mean, count) = row.map_err(db(OP))?;
+        points.push(SeriesPoint {
+            ts_ms: from_ms + bucket * bucket_ms,
+            min,
+            max,
+            mean,
+            count: count_from_sql(OP, "count(*)", count)?,
+        });
+    }
+    Ok(points)
+}
+
+/// Reads raw readings over `[from_ms, to_ms)` ordered by timestamp, channel
+/// and metric key. A limit of 0 returns every matching reading.
+pub(super) fn raw_readings(
+    conn: &Connection,
+    query: &RawQuery,
+) -> Result<Vec<Reading>, StoreError> {
+    const OP: &str = "raw_readings";
+    let from_ms = query.from_ms.clamp(MIN_QUERY_TS, MAX_QUERY_TS);
+    let to_ms = query.to_ms.clamp(MIN_QUERY_TS, MAX_QUERY_TS);
+    if to_ms <= from_ms {
+        return Ok(Vec::new());
+    }
+    // SQLite reads a negative LIMIT as no limit.
+    let limit = if query.limit == 0 {
+        -1
+    } else {
+        i64::from(query.limit)
+    };
+
+    let mut select = conn.prepare_cached(SELECT_RAW_READINGS).map_err(db(OP))?;
+    let rows = select
+        .query_map(
+            params![
+                query.device.as_str(),
+                query.channel.as_ref().map(|channel| channel.as_str()),
+                query.metric.map(|metric| metric.key()),
+                from_ms,
+                to_ms,
+                limit
+            ],
+            |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, i64>(2)?,
+                    row.get::<_, f64>(3)?,
+                ))
+            },
+        )
+        .map_err(db(OP))?;
+
+    let mut readings = Vec::new();
+    for row in rows {
+        let (channel, metric, ts_ms, value) = row.map_err(db(OP))?;
+        readings.push(Reading {
+            device: query.device.clone(),
+            channel: channel_from_sql(OP, &channel)?,
+            metric: metric_from_sql(OP, &metric)?,
+            ts_ms,
+            value,
+        });
+    }
+    Ok(readings)
+}
+
+/// Reads error counters and the newest rejected values. Rows are newest
+/// first in the order they were recorded. A limit of 0 means
+/// [`DEFAULT_INGEST_ERROR_LIMIT`], and larger limits are capped at
+/// [`MAX_INGEST_ERROR_LIMIT`].
+pub(super) fn ingest_errors(
+    conn: &mut Connection,
+    query: &IngestErrorQuery,
+) -> Result<IngestErrorReport, StoreError> {
+    const OP: &str = "ingest_errors";
+    let device = query.device.as_ref().map(DeviceId::as_str);
+    let reason = query.reason.map(|reason| reason.code());
+    let limit = match query.limit {
+        0 => DEFAULT_INGEST_ERROR_LIMIT,
+        limit => limit.min(MAX_INGEST_ERROR_LIMIT),
+    };
+    let tx = conn.transaction().map_err(db(OP))?;
+
+    let mut counts = Vec::new();
+    {
+        let mut select = tx.prepare_cached(SELECT_ERROR_COUNTS).map_err(db(OP))?;
+        let rows = select
+            .query_map(params![device, reason], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, i64>(2)?,
+                    row.get::<_, i64>(3)?,
+                ))
+            })
+            .map_err(db(OP))?;
+        for row in rows {
+            let (device, reason, count, last_at_ms) = row.map_err(db(OP))?;
+            counts.push(IngestErrorCount {
+                device: optional_device(OP, &device)?,
+                reason: reason_from_sql(OP, &reason)?,
+                count: count_from_sql(OP, "ingest_error_counts.count", count)?,
+                last_at_ms,
+            });
+        }
+    }
+
+    let mut recent = Vec::new();
+    {
+        let mut select = tx.prepare_cached(SELECT_RECENT_ERRORS).map_err(db(OP))?;
+        let rows = select
+            .query_map(params![device, reason, limit], |row| {
+                Ok((
+                    row.get::<_, i64>(0)?,
+                    row.get::<_, Option<String>>(1)?,
+                    row.get::<_, String>(2)?,
+                    row.get::<_, Option<String>>(3)?,
+                    row.get::<_, String>(4)?,
+                    row.get::<_, String>(5)?,
+                    row.get::<_, String>(6)?,
+                ))
+            })
+            .map_err(db(OP))?;
+        for row in rows {
+            let (at_ms, device, topic, field, value, reason, detail) = row.map_err(db(OP))?;
+            recent.push(IngestErrorRecord {
+                at_ms,
+                device: device
+                    .as_deref()
+                    .map(|device| device_from_sql(OP, device))
+                    .transpose()?,
+                topic,
+                field,
+                value,
+                reason: reason_from_sql(OP, &reason)?,
+                detail,
+            });
+        }
+    }
+    tx.commit().map_err(db(OP))?;
+    Ok(IngestErrorReport { counts, recent })
+}
+
+/// Converts a `device_id` of the counters table, where the empty string
+/// means "no device" because a primary key column cannot be NULL.
+fn optional_device(operation: &'static str, value: &str) -> Result<Option<DeviceId>, StoreError> {
+    if value.is_empty() {
+        return Ok(None);
+    }
+    device_from_sql(operation, value).map(Some)
+}
+
+pub(super) fn stats(conn: &Connection) -> Result<StoreStats, StoreError> {
+    const OP: &str = "stats";
+    let (devices, series, readings) = conn
+        .query_row(SELECT_STATS, [], |row| {
+            Ok((
+                row.get::<_, i64>(0)?,
+                row.get::<_, i64>(1)?,
+                row.get::<_, i64>(2)?,
+            ))
+        })
+        .map_err(db(OP))?;
+    Ok(StoreStats {
+        devices: count_from_sql(OP, "count(devices)", devices)?,
+        series: count_from_sql(OP, "count(series)", series)?,
+        readings: count_from_sql(OP, "sum(series.reading_count)", readings)?,
+    })
+}
+
+pub(super) fn count_users(conn: &Connection) -> Result<u64, StoreError> {
+    const OP: &str = "count_users";
+    let count: i64 = conn
+        .query_row("SELECT count(*) FROM users", [], |row| row.get(0))
+        .map_err(db(OP))?;
+    count_from_sql(OP, "count(users)", count)
+}
+
+/// Columns id, username, password_hash, role and must_change_password of a `users` row.
+type UserRow = (i64, String, String, String, bool);
+
+fn user_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<UserRow> {
+    Ok((
+        row.get(0)?,
+        row.get(1)?,
+        row.get(2)?,
+        row.get(3)?,
+        row.get(4)?,
+    ))
+}
+
+fn user_from_row(operation: &'static str, row: UserRow) -> Result<User, StoreError> {
+    let (id, username, password_hash, role, must_change_password) = row;
+    Ok(User {
+        id,
+        username,
+        password_hash,
+        role: role_from_sql(operation, &role)?,
+        must_change_password,
+    })
+}
+
+/// Finds a user by name; names compare case-insensitively for ASCII letters.
+pub(super) fn user_by_name(conn: &Connection, username: &str) -> Result<Option<User>, StoreError> {
+    const OP: &str = "user_by_name";
+    let row = conn
+        .prepare_cached(SELECT_USER_BY_NAME)
+        .and_then(|mut select| select.query_row([username], user_row).optional())
+        .map_err(db(OP))?;
+    row.map(|row| user_from_row(OP, row)).transpose()
+}
+
+pub(super) fn user_by_id(
+    conn: &Connection,
+    operation: &'static str,
+    id: i64,
+) -> Result<Option<User>, StoreError> {
+    let row = conn
+        .prepare_cached(SELECT_USER_BY_ID)
+        .and_then(|mut select| select.query_row([id], user_row).optional())
+        .map_err(db(operation))?;
+    row.map(|row| user_from_row(operation, row)).transpose()
+}
+
+pub(super) fn session_user(
+    conn: &Connection,
+    token_hash: &str,
+    now_ms: TimestampMs,
+) -> Result<Option<User>, StoreError> {
+    const OP: &str = "session_user";
+    let row = conn
+        .prepare_cached(SELECT_SESSION_USER)
+        .and_then(|mut select| {
+            select
+                .query_row(params![token_hash, now_ms], user_row)
+                .optional()
+        })
+        .map_err(db(OP))?;
+    row.map(|row| user_from_row(OP, row)).transpose()
+}
+
+// `?1 IS NULL OR ...` makes one statement serve both "all devices" and "one device".
+const SELECT_DEVICES: &str = "
+    SELECT id, first_seen_ms, last_seen_ms, online, last_seq, lost, duplicates, restarts
+    FROM devices WHERE ?1 IS NULL OR id = ?1 ORDER BY id";
+
+const SELECT_LATEST: &str = "
+    SELECT s.device_id, s.channel, s.metric, l.ts_ms, l.value
+    FROM latest l JOIN series s ON s.id = l.series_id
+    WHERE ?1 IS NULL OR s.device_id = ?1
+    ORDER BY s.device_id, s.channel, s.metric";
+
+const SELECT_ERROR_TOTALS: &str = "
+    SELECT device_id, sum(count) FROM ingest_error_counts
+    WHERE device_id <> '' AND (?1 IS NULL OR device_id = ?1)
+    GROUP BY device_id";
+
+const SELECT_SERIES_ID: &str =
+    "SELECT id FROM series WHERE device_id = ?1 AND channel = ?2 AND metric = ?3";
+
+const SELECT_RAW_POINTS: &str = "
+    SELECT ts_ms, value FROM readings
+    WHERE series_id = ?1 AND ts_ms >= ?2 AND ts_ms < ?3
+    ORDER BY ts_ms";
+
+const SELECT_BUCKETS: &str = "
+    SELECT (ts_ms - ?2) / ?4 AS bucket, min(value), max(value), avg(value), count(*)
+    FROM readings
+    WHERE series_id = ?1 AND ts_ms >= ?2 AND ts_ms < ?3
+    GROUP BY bucket ORDER BY bucket";
+
+const SELECT_RAW_READINGS: &str = "
+    SELECT s.channel, s.metric, r.ts_ms, r.value
+    FROM series s JOIN readings r ON r.series_id = s.id
+    WHERE s.device_id = ?1
+      AND (?2 IS NULL OR s.channel = ?2)
+      AND (?3 IS NULL OR s.metric = ?3)
+      AND r.ts_ms >= ?4 AND r.ts_ms < ?5
+    ORDER BY r.ts_ms, s.channel, s.metric
+    LIMIT ?6";
+
+const SELECT_ERROR_COUNTS: &str = "
+    SELECT device_id, reason, count, last_at_ms FROM ingest_error_counts
+    WHERE (?1 IS NULL OR device_id = ?1) AND (?2 IS NULL OR reason = ?2)
+    ORDER BY device_id, reason";
+
+// At most MAX_INGEST_ERRORS rows exist, so scanning them without an index is cheap.
+const SELECT_RECENT_ERRORS: &str = "
+    SELECT at_ms, device_id, topic, field, value, reason, detail FROM ingest_errors
+    WHERE (?1 IS NULL OR device_id = ?1) AND (?2 IS NULL OR reason = ?2)
+    ORDER BY id DESC LIMIT ?3";
+
+const SELECT_STATS: &str = "
+    SELECT (SELECT count(*) FROM devices),
+           (SELECT count(*) FROM series),
+           (SELECT coalesce(sum(reading_count), 0) FROM series)";
+
+const SELECT_USER_BY_NAME: &str =
+    "SELECT id, username, password_hash, role, must_change_password FROM users WHERE username = ?1";
+
+const SELECT_USER_BY_ID: &str =
+    "SELECT id, username, password_hash, role, must_change_password FROM users WHERE id = ?1";
+
+const SELECT_SESSION_USER: &str = "
+    SELECT u.id, u.username, u.password_hash, u.role, u.must_change_password
+    FROM sessions s JOIN users u ON u.id = s.user_id
+    WHERE s.token_hash = ?1 AND s.expires_ms > ?2";

@@ -1,0 +1,141 @@
+//! Schema migrations, tracked with `PRAGMA user_version`.
+
+use rusqlite::{Connection, TransactionBehavior};
+use tracing::info;
+
+use crate::StoreError;
+
+/// Migration `i` (counted from 0) moves `user_version` from `i` to `i + 1`.
+/// Append new migrations at the end and never edit one that has shipped.
+const MIGRATIONS: &[&str] = &[
+    // Version 1: the initial schema, described in the module documentation of `sqlite`.
+    r#"
+    CREATE TABLE devices (
+        id            TEXT PRIMARY KEY NOT NULL,
+        first_seen_ms INTEGER NOT NULL,
+        last_seen_ms  INTEGER NOT NULL,
+        online        INTEGER NULL,
+        last_seq      INTEGER NULL,
+        lost          INTEGER NOT NULL DEFAULT 0,
+        duplicates    INTEGER NOT NULL DEFAULT 0,
+        restarts      INTEGER NOT NULL DEFAULT 0
+    );
+
+    CREATE TABLE series (
+        id            INTEGER PRIMARY KEY,
+        device_id     TEXT NOT NULL REFERENCES devices(id),
+        channel       TEXT NOT NULL,
+        metric        TEXT NOT NULL,
+        reading_count INTEGER NOT NULL DEFAULT 0,
+        UNIQUE (device_id, channel, metric)
+    );
+
+    CREATE TABLE readings (
+        series_id INTEGER NOT NULL,
+        ts_ms     INTEGER NOT NULL,
+        value     REAL NOT NULL,
+        PRIMARY KEY (series_id, ts_ms)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE latest (
+        series_id INTEGER PRIMARY KEY,
+        ts_ms     INTEGER NOT NULL,
+        value     REAL NOT NULL
+    );
+
+    CREATE TABLE ingest_errors (
+        id        INTEGER PRIMARY KEY,
+        at_ms     INTEGER NOT NULL,
+        device_id TEXT NULL,
+        topic     TEXT NOT NULL,
+        field     TEXT NULL,
+        value     TEXT NOT NULL,
+        reason    TEXT NOT NULL,
+        detail    TEXT NOT NULL
+    );
+
+    CREATE TABLE ingest_error_counts (
+        device_id  TEXT NOT NULL DEFAULT '',
+        reason     TEXT NOT NULL,
+        count      INTEGER NOT NULL,
+        last_at_ms INTEGER NOT NULL,
+        PRIMARY KEY (device_id, reason)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE users (
+        id                   INTEGER PRIMARY KEY,
+        username             TEXT NOT NULL UNIQUE COLLATE NOCASE,
+        password_hash        TEXT NOT NULL,
+        role                 TEXT NOT NULL,
+        must_change_password INTEGER NOT NULL,
+        created_ms           INTEGER NOT NULL
+    );
+
+    CREATE TABLE sessions (
+        token_hash TEXT PRIMARY KEY NOT NULL,
+        user_id    INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        expires_ms INTEGER NOT NULL
+    ) WITHOUT ROWID;
+
+    CREATE INDEX sessions_by_expiry ON sessions (expires_ms);
+    "#,
+];
+
+/// Highest schema version this binary can read and write.
+pub(crate) const SUPPORTED_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Reads the schema version of an open database.
+pub(super) fn version(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.pragma_query_value(None, "user_version", |row| row.get(0))
+}
+
+/// Rejects a database written by a newer binary, before anything is changed in it.
+pub(super) fn check_not_newer(conn: &Connection, path: &str) -> Result<i64, StoreError> {
+    let found = version(conn).map_err(|source| StoreError::Open {
+        path: path.to_owned(),
+        source,
+    })?;
+    if found > SUPPORTED_VERSION {
+        return Err(StoreError::SchemaTooNew {
+            path: path.to_owned(),
+            found,
+            supported: SUPPORTED_VERSION,
+        });
+    }
+    if found < 0 {
+        return Err(StoreError::Corrupt {
+            operation: "open",
+            detail: format!(
+                "{path} has the negative schema version {found}; restore the file from a backup"
+            ),
+        });
+    }
+    Ok(found)
+}
+
+/// Applies every migration above `current`, each in its own transaction
+/// together with its `user_version` bump, so a crash leaves a known version.
+pub(super) fn migrate(conn: &mut Connection, path: &str, current: i64) -> Result<(), StoreError> {
+    let open_error = |source| StoreError::Open {
+        path: path.to_owned(),
+        source,
+    };
+    let first_pending = usize::try_from(current).unwrap_or(usize::MAX);
+
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(first_pending) {
+        let target = index as i64 + 1;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(open_error)?;
+        tx.execute_batch(sql).map_err(open_error)?;
+        tx.pragma_update(None, "user_version", target)
+            .map_err(open_error)?;
+        tx.commit().map_err(open_error)?;
+        info!(
+            path,
+            schema_version = target,
+            "applied store schema migration"
+        );
+    }
+    Ok(())
+}

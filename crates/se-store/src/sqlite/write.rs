@@ -1,0 +1,434 @@
+//! The single writer connection and every statement that changes data.
+
+use std::collections::HashMap;
+
+use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
+use se_core::{now_ms, ChannelName, DeviceId, Metric, Reading, Rejection, TimestampMs};
+use tracing::warn;
+
+use super::convert::{count_to_sql, db, is_unique_violation, seq_to_sql};
+use super::read::user_by_id;
+use crate::{DeviceCounters, NewUser, StoreError, User, WriteOutcome};
+
+/// Rows kept in `ingest_errors`; older rows are deleted as new ones arrive.
+pub(crate) const MAX_INGEST_ERRORS: i64 = 10_000;
+
+/// Series ids by device, channel and metric. Nested maps let a lookup borrow
+/// the reading's names instead of cloning them into a key.
+#[derive(Default)]
+struct SeriesCache {
+    ids: HashMap<DeviceId, HashMap<ChannelName, HashMap<Metric, i64>>>,
+}
+
+impl SeriesCache {
+    fn get(&self, reading: &Reading) -> Option<i64> {
+        self.ids
+            .get(&reading.device)?
+            .get(&reading.channel)?
+            .get(&reading.metric)
+            .copied()
+    }
+
+    fn insert(&mut self, reading: &Reading, id: i64) {
+        self.ids
+            .entry(reading.device.clone())
+            .or_default()
+            .entry(reading.channel.clone())
+            .or_default()
+            .insert(reading.metric, id);
+    }
+
+    fn clear(&mut self) {
+        self.ids.clear();
+    }
+}
+
+/// Changes that one batch made to one series.
+struct SeriesChange {
+    stored: i64,
+    newest_ts: TimestampMs,
+    newest_value: f64,
+}
+
+pub(super) struct Writer {
+    conn: Connection,
+    series: SeriesCache,
+}
+
+impl Writer {
+    pub(super) fn new(conn: Connection) -> Self {
+        Self {
+            conn,
+            series: SeriesCache::default(),
+        }
+    }
+
+    /// Drops cached series ids, which may name series of a rolled-back
+    /// transaction after an error or a panic.
+    pub(super) fn forget_cached_ids(&mut self) {
+        self.series.clear();
+    }
+
+    fn begin(&mut self, operation: &'static str) -> Result<Transaction<'_>, StoreError> {
+        self.conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db(operation))
+    }
+
+    pub(super) fn write_readings(
+        &mut self,
+        readings: &[Reading],
+    ) -> Result<WriteOutcome, StoreError> {
+        let finite: Vec<&Reading> = readings
+            .iter()
+            .filter(|reading| reading.value.is_finite())
+            .collect();
+        let skipped = readings.len() - finite.len();
+        if skipped > 0 {
+            // Decoders reject such values first; SQLite would turn NaN into NULL and fail the whole batch.
+            let first = readings.iter().find(|reading| !reading.value.is_finite());
+            warn!(
+                skipped,
+                device_id = first.map(|reading| reading.device.as_str()),
+                "skipped readings with NaN or infinite values; the decoder should have rejected them"
+            );
+        }
+        if finite.is_empty() {
+            return Ok(WriteOutcome::default());
+        }
+
+        let result = self.write_finite(&finite);
+        if result.is_err() {
+            self.series.clear();
+        }
+        result
+    }
+
+    fn write_finite(&mut self, readings: &[&Reading]) -> Result<WriteOutcome, StoreError> {
+        const OP: &str = "write_readings";
+        let Writer { conn, series } = self;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db(OP))?;
+
+        // Devices first, because series rows reference them.
+        let mut seen: HashMap<&DeviceId, (TimestampMs, TimestampMs)> = HashMap::new();
+        for reading in readings {
+            let span = seen
+                .entry(&reading.device)
+                .or_insert((reading.ts_ms, reading.ts_ms));
+            span.0 = span.0.min(reading.ts_ms);
+            span.1 = span.1.max(reading.ts_ms);
+        }
+        {
+            let mut upsert = tx.prepare_cached(UPSERT_DEVICE_SEEN).map_err(db(OP))?;
+            for (device, (first, last)) in &seen {
+                upsert
+                    .execute(params![device.as_str(), first, last])
+                    .map_err(db(OP))?;
+            }
+        }
+
+        let mut outcome = WriteOutcome::default();
+        let mut changes: HashMap<i64, SeriesChange> = HashMap::new();
+        {
+            let mut insert = tx.prepare_cached(INSERT_READING).map_err(db(OP))?;
+            for reading in readings {
+                let series_id = match series.get(reading) {
+                    Some(id) => id,
+                    None => {
+                        let id = find_or_create_series(&tx, reading)?;
+                        // The cache is cleared if this transaction fails.
+                        series.insert(reading, id);
+                        id
+                    }
+                };
+                let inserted = insert
+                    .execute(params![series_id, reading.ts_ms, reading.value])
+                    .map_err(db(OP))?;
+                if inserted == 0 {
+                    outcome.duplicates += 1;
+                    continue;
+                }
+                outcome.stored += 1;
+                let change = changes.entry(series_id).or_insert(SeriesChange {
+                    stored: 0,
+                    newest_ts: reading.ts_ms,
+                    newest_value: reading.value,
+                });
+                change.stored += 1;
+                if reading.ts_ms > change.newest_ts {
+                    change.newest_ts = reading.ts_ms;
+                    change.newest_value = reading.value;
+                }
+            }
+        }
+
+        {
+            let mut latest = tx.prepare_cached(UPSERT_LATEST).map_err(db(OP))?;
+            let mut count = tx.prepare_cached(ADD_READING_COUNT).map_err(db(OP))?;
+            for (series_id, change) in &changes {
+                latest
+                    .execute(params![series_id, change.newest_ts, change.newest_value])
+                    .map_err(db(OP))?;
+                count
+                    .execute(params![series_id, change.stored])
+                    .map_err(db(OP))?;
+            }
+        }
+
+        tx.commit().map_err(db(OP))?;
+        Ok(outcome)
+    }
+
+    pub(super) fn record_rejections(
+        &mut self,
+        rejections: &[Rejection],
+        at_ms: TimestampMs,
+    ) -> Result<(), StoreError> {
+        const OP: &str = "record_rejections";
+        if rejections.is_empty() {
+            return Ok(());
+        }
+        let tx = self.begin(OP)?;
+        let mut newest_id = 0;
+        {
+            let mut insert = tx.prepare_cached(INSERT_INGEST_ERROR).map_err(db(OP))?;
+            let mut count = tx.prepare_cached(BUMP_INGEST_ERROR_COUNT).map_err(db(OP))?;
+            for rejection in rejections {
+                let device = rejection.device.as_ref().map(DeviceId::as_str);
+                let reason = rejection.reason.code();
+                insert
+                    .execute(params![
+                        at_ms,
+                        device,
+                        rejection.topic,
+                        rejection.field,
+                        rejection.value,
+                        reason,
+                        rejection.detail
+                    ])
+                    .map_err(db(OP))?;
+                newest_id = tx.last_insert_rowid();
+                count
+                    .execute(params![device.unwrap_or(""), reason, at_ms])
+                    .map_err(db(OP))?;
+            }
+        }
+        // Row ids grow by one per insert, so the newest MAX_INGEST_ERRORS rows
+        // are exactly those above this bound; the delete is a primary key range.
+        let keep_above = newest_id.saturating_sub(MAX_INGEST_ERRORS);
+        tx.prepare_cached(TRIM_INGEST_ERRORS)
+            .and_then(|mut trim| trim.execute([keep_above]))
+            .map_err(db(OP))?;
+        tx.commit().map_err(db(OP))
+    }
+
+    pub(super) fn update_device_counters(
+        &mut self,
+        device: &DeviceId,
+        counters: &DeviceCounters,
+    ) -> Result<(), StoreError> {
+        const OP: &str = "update_device_counters";
+        self.conn
+            .prepare_cached(UPSERT_DEVICE_COUNTERS)
+            .and_then(|mut upsert| {
+                upsert.execute(params![
+                    device.as_str(),
+                    now_ms(),
+                    counters.last_seq.map(seq_to_sql),
+                    count_to_sql(counters.lost),
+                    count_to_sql(counters.duplicates),
+                    count_to_sql(counters.restarts)
+                ])
+            })
+            .map_err(db(OP))?;
+        Ok(())
+    }
+
+    pub(super) fn set_device_online(
+        &mut self,
+        device: &DeviceId,
+        online: bool,
+        at_ms: TimestampMs,
+    ) -> Result<(), StoreError> {
+        const OP: &str = "set_device_online";
+        self.conn
+            .prepare_cached(UPSERT_DEVICE_ONLINE)
+            .and_then(|mut upsert| upsert.execute(params![device.as_str(), at_ms, online]))
+            .map_err(db(OP))?;
+        Ok(())
+    }
+
+    pub(super) fn create_user(&mut self, user: &NewUser) -> Result<User, StoreError> {
+        const OP: &str = "create_user";
+        let inserted = self
+            .conn
+            .prepare_cached(INSERT_USER)
+            .and_then(|mut insert| {
+                insert.execute(params![
+                    user.username,
+                    user.password_hash,
+                    user.role.code(),
+                    user.must_change_password,
+                    now_ms()
+                ])
+            });
+        match inserted {
+            Ok(_) => {}
+            Err(error) if is_unique_violation(&error) => {
+                return Err(StoreError::Conflict {
+                    what: format!("user {:?}", user.username),
+                });
+            }
+            Err(error) => return Err(db(OP)(error)),
+        }
+        let id = self.conn.last_insert_rowid();
+        user_by_id(&self.conn, OP, id)?.ok_or_else(|| StoreError::Corrupt {
+            operation: OP,
+            detail: format!("user {id} was not found right after it was inserted"),
+        })
+    }
+
+    /// Returns whether a user with this id existed.
+    pub(super) fn set_password(
+        &mut self,
+        user_id: i64,
+        password_hash: &str,
+    ) -> Result<bool, StoreError> {
+        const OP: &str = "set_password";
+        let updated = self
+            .conn
+            .prepare_cached(SET_PASSWORD)
+            .and_then(|mut update| update.execute(params![user_id, password_hash]))
+            .map_err(db(OP))?;
+        Ok(updated > 0)
+    }
+
+    /// Stores a session and deletes expired ones, so the table does not grow
+    /// with sessions that ended without a logout.
+    pub(super) fn create_session(
+        &mut self,
+        token_hash: &str,
+        user_id: i64,
+        expires_ms: TimestampMs,
+    ) -> Result<(), StoreError> {
+        const OP: &str = "create_session";
+        let tx = self.begin(OP)?;
+        tx.prepare_cached(DELETE_EXPIRED_SESSIONS)
+            .and_then(|mut delete| delete.execute([now_ms()]))
+            .map_err(db(OP))?;
+        let inserted = tx
+            .prepare_cached(INSERT_SESSION)
+            .and_then(|mut insert| insert.execute(params![token_hash, user_id, expires_ms]));
+        match inserted {
+            Ok(_) => {}
+            Err(error) if is_unique_violation(&error) => {
+                return Err(StoreError::Conflict {
+                    what: "a session with this token".to_owned(),
+                });
+            }
+            Err(error) => return Err(db(OP)(error)),
+        }
+        tx.commit().map_err(db(OP))
+    }
+
+    pub(super) fn delete_session(&mut self, token_hash: &str) -> Result<(), StoreError> {
+        const OP: &str = "delete_session";
+        self.conn
+            .prepare_cached(DELETE_SESSION)
+            .and_then(|mut delete| delete.execute([token_hash]))
+            .map_err(db(OP))?;
+        Ok(())
+    }
+}
+
+fn find_or_create_series(tx: &Transaction<'_>, reading: &Reading) -> Result<i64, StoreError> {
+    const OP: &str = "write_readings (series lookup)";
+    let key = params![
+        reading.device.as_str(),
+        reading.channel.as_str(),
+        reading.metric.key()
+    ];
+    let found = tx
+        .prepare_cached(SELECT_SERIES_ID)
+        .and_then(|mut select| select.query_row(key, |row| row.get(0)).optional())
+        .map_err(db(OP))?;
+    if let Some(id) = found {
+        return Ok(id);
+    }
+    tx.prepare_cached(INSERT_SERIES)
+        .and_then(|mut insert| insert.execute(key))
+        .map_err(db(OP))?;
+    Ok(tx.last_insert_rowid())
+}
+
+/// First and last seen are reading timestamps, so an import of old data
+/// moves `first_seen_ms` back and never moves `last_seen_ms` back.
+const UPSERT_DEVICE_SEEN: &str = "
+    INSERT INTO devices (id, first_seen_ms, last_seen_ms) VALUES (?1, ?2, ?3)
+    ON CONFLICT (id) DO UPDATE SET
+        first_seen_ms = min(first_seen_ms, excluded.first_seen_ms),
+        last_seen_ms = max(last_seen_ms, excluded.last_seen_ms)";
+
+/// A device reported only by its counters gets the wall clock as first and last seen.
+const UPSERT_DEVICE_COUNTERS: &str = "
+    INSERT INTO devices (id, first_seen_ms, last_seen_ms, last_seq, lost, duplicates, restarts)
+    VALUES (?1, ?2, ?2, ?3, ?4, ?5, ?6)
+    ON CONFLICT (id) DO UPDATE SET
+        last_seq = excluded.last_seq,
+        lost = excluded.lost,
+        duplicates = excluded.duplicates,
+        restarts = excluded.restarts";
+
+/// An online report counts as a sign of life and moves `last_seen_ms`
+/// forward. An offline report does not, because a broker often sends it on
+/// the device's behalf (MQTT Last Will) long after the device went quiet.
+const UPSERT_DEVICE_ONLINE: &str = "
+    INSERT INTO devices (id, first_seen_ms, last_seen_ms, online) VALUES (?1, ?2, ?2, ?3)
+    ON CONFLICT (id) DO UPDATE SET
+        online = excluded.online,
+        last_seen_ms = CASE WHEN excluded.online THEN max(last_seen_ms, excluded.last_seen_ms)
+                            ELSE last_seen_ms END";
+
+const SELECT_SERIES_ID: &str =
+    "SELECT id FROM series WHERE device_id = ?1 AND channel = ?2 AND metric = ?3";
+
+const INSERT_SERIES: &str = "INSERT INTO series (device_id, channel, metric) VALUES (?1, ?2, ?3)";
+
+const INSERT_READING: &str =
+    "INSERT OR IGNORE INTO readings (series_id, ts_ms, value) VALUES (?1, ?2, ?3)";
+
+const UPSERT_LATEST: &str = "
+    INSERT INTO latest (series_id, ts_ms, value) VALUES (?1, ?2, ?3)
+    ON CONFLICT (series_id) DO UPDATE SET ts_ms = excluded.ts_ms, value = excluded.value
+    WHERE excluded.ts_ms >= latest.ts_ms";
+
+const ADD_READING_COUNT: &str =
+    "UPDATE series SET reading_count = reading_count + ?2 WHERE id = ?1";
+
+const INSERT_INGEST_ERROR: &str = "
+    INSERT INTO ingest_errors (at_ms, device_id, topic, field, value, reason, detail)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+
+const BUMP_INGEST_ERROR_COUNT: &str = "
+    INSERT INTO ingest_error_counts (device_id, reason, count, last_at_ms) VALUES (?1, ?2, 1, ?3)
+    ON CONFLICT (device_id, reason) DO UPDATE SET
+        count = count + 1,
+        last_at_ms = max(last_at_ms, excluded.last_at_ms)";
+
+const TRIM_INGEST_ERRORS: &str = "DELETE FROM ingest_errors WHERE id <= ?1";
+
+const INSERT_USER: &str = "
+    INSERT INTO users (username, password_hash, role, must_change_password, created_ms)
+    VALUES (?1, ?2, ?3, ?4, ?5)";
+
+const SET_PASSWORD: &str =
+    "UPDATE users SET password_hash = ?2, must_change_password = 0 WHERE id = ?1";
+
+const DELETE_EXPIRED_SESSIONS: &str = "DELETE FROM sessions WHERE expires_ms <= ?1";
+
+const INSERT_SESSION: &str =
+    "INSERT INTO sessions (token_hash, user_id, expires_ms) VALUES (?1, ?2, ?3)";
+
+const DELETE_SESSION: &str = "DELETE FROM sessions WHERE token_hash = ?1";
