@@ -1,0 +1,95 @@
+// Dashboard: one row per device with its latest power, updated live.
+
+import { apiGet } from "./api.js";
+import { h, fill } from "./dom.js";
+import { devicePower, formatAgo, formatNumber, formatTime, formatValue, mergeLatest, onlineState } from "./format.js";
+import { onLangChange, t } from "./i18n.js";
+import { connectLive, initPage, showFatal } from "./layout.js";
+
+const devices = new Map();
+
+function stateBadge(online) {
+  const state = onlineState(online);
+  return h("span", { class: `badge badge-${state}` }, t(`state.${state}`));
+}
+
+function powerText(device) {
+  const power = devicePower(device.latest);
+  return power ? formatValue(power.value, power.unit) : t("common.none");
+}
+
+function cell(name, labelKey, ...content) {
+  return h("td", { "data-cell": name, "data-label": t(labelKey) }, ...content);
+}
+
+function renderRow(device) {
+  return h("tr", { "data-device": device.id },
+    cell("device", "col.device", h("a", { href: `/devices/${encodeURIComponent(device.id)}` }, device.id)),
+    cell("power", "col.power", powerText(device)),
+    cell("last-reading", "col.last_reading", h("time", { title: formatTime(device.last_seen_ms) }, formatAgo(device.last_seen_ms))),
+    cell("state", "col.state", stateBadge(device.online)),
+    cell("lost", "col.lost", formatNumber(device.counters.lost, 0)),
+    cell("ingest-errors", "col.ingest_errors",
+      device.ingest_errors > 0
+        ? h("a", { href: `/ingest-errors?device=${encodeURIComponent(device.id)}` }, formatNumber(device.ingest_errors, 0))
+        : formatNumber(device.ingest_errors, 0)),
+  );
+}
+
+function renderSummary() {
+  let total = 0;
+  for (const device of devices.values()) {
+    const power = devicePower(device.latest);
+    if (power && power.unit === "W") total += power.value;
+  }
+  fill(document.getElementById("summary"),
+    h("div", { class: "stat" }, h("span", { class: "stat-label" }, t("dashboard.device_count")), h("span", { class: "stat-value", id: "device-count" }, formatNumber(devices.size, 0))),
+    h("div", { class: "stat" }, h("span", { class: "stat-label" }, t("dashboard.total_power")), h("span", { class: "stat-value", id: "total-power" }, formatValue(total, "W"))),
+  );
+}
+
+function render() {
+  const body = document.getElementById("device-rows");
+  const sorted = [...devices.values()].sort((a, b) => a.id.localeCompare(b.id));
+  fill(body, sorted.map(renderRow));
+  document.getElementById("empty").hidden = devices.size > 0;
+  document.getElementById("device-table").hidden = devices.size === 0;
+  renderSummary();
+}
+
+async function load() {
+  const list = await apiGet("/api/v1/devices");
+  devices.clear();
+  for (const device of list) devices.set(device.id, device);
+  render();
+}
+
+function applyUpdate(update) {
+  const device = devices.get(update.device);
+  if (!device) {
+    // A new device: fetch the list again to get its full summary.
+    load().catch(showFatal);
+    return;
+  }
+  mergeLatest(device.latest, update);
+  device.last_seen_ms = Math.max(device.last_seen_ms, update.ts_ms);
+  const row = document.querySelector(`tr[data-device="${CSS.escape(device.id)}"]`);
+  if (row) row.replaceWith(renderRow(device));
+  renderSummary();
+}
+
+async function main() {
+  await initPage({ active: "dashboard", titleKey: "dashboard.title" });
+  await load();
+  onLangChange(render);
+  // Relative times ("5 s ago") age while the page stays open.
+  setInterval(() => {
+    for (const device of devices.values()) {
+      const time = document.querySelector(`tr[data-device="${CSS.escape(device.id)}"] [data-cell="last-reading"] time`);
+      if (time) time.textContent = formatAgo(device.last_seen_ms);
+    }
+  }, 5000);
+  connectLive({ onUpdate: applyUpdate, onLagged: () => load().catch(showFatal) });
+}
+
+main().catch(showFatal);

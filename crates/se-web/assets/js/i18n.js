@@ -1,0 +1,75 @@
+// UI strings: fetched from /api/v1/i18n/{lang}, applied to elements that carry
+// data-i18n (text), data-i18n-placeholder or data-i18n-aria-label attributes.
+
+const STORAGE_KEY = "se-lang";
+export const LANGUAGES = ["en", "fr"];
+
+let strings = {};
+let lang = "en";
+const listeners = [];
+
+/** Returns the language remembered in localStorage, else the browser's. */
+export function preferredLang() {
+  let stored = null;
+  try {
+    stored = localStorage.getItem(STORAGE_KEY);
+  } catch (_) {
+    // Storage may be disabled, so the browser language decides.
+  }
+  if (LANGUAGES.includes(stored)) return stored;
+  const browser = (navigator.language || "en").toLowerCase();
+  return browser.startsWith("fr") ? "fr" : "en";
+}
+
+export function currentLang() {
+  return lang;
+}
+
+/** Translates a key and fills its {name} placeholders. A missing key returns itself. */
+export function t(key, args = {}) {
+  let text = Object.prototype.hasOwnProperty.call(strings, key) ? strings[key] : key;
+  for (const [name, value] of Object.entries(args)) {
+    text = text.split(`{${name}}`).join(String(value));
+  }
+  return text;
+}
+
+/** Label of a metric key such as power_w, in the current language. */
+export function metricLabel(metricKey) {
+  const key = `metric.${metricKey}`;
+  return Object.prototype.hasOwnProperty.call(strings, key) ? strings[key] : metricKey;
+}
+
+export function applyStrings(root = document) {
+  for (const element of root.querySelectorAll("[data-i18n]")) {
+    element.textContent = t(element.dataset.i18n);
+  }
+  for (const element of root.querySelectorAll("[data-i18n-placeholder]")) {
+    element.setAttribute("placeholder", t(element.dataset.i18nPlaceholder));
+  }
+  for (const element of root.querySelectorAll("[data-i18n-aria-label]")) {
+    element.setAttribute("aria-label", t(element.dataset.i18nAriaLabel));
+  }
+}
+
+/** Runs `callback` after every language change, to re-render dynamic content. */
+export function onLangChange(callback) {
+  listeners.push(callback);
+}
+
+/** Loads and applies a language, remembers it, and notifies listeners. */
+export async function setLang(next) {
+  const wanted = LANGUAGES.includes(next) ? next : "en";
+  const response = await fetch(`/api/v1/i18n/${wanted}`, { credentials: "same-origin" });
+  if (!response.ok) throw new Error(`failed to load the ${wanted} strings: HTTP ${response.status}`);
+  strings = await response.json();
+  lang = wanted;
+  try {
+    localStorage.setItem(STORAGE_KEY, wanted);
+  } catch (_) {
+    // Storage may be disabled. The page still switches, but the choice is not remembered.
+  }
+  document.documentElement.lang = wanted;
+  applyStrings();
+  for (const listener of listeners) listener(wanted);
+}

@@ -1,0 +1,190 @@
+//! HTTP API and embedded web UI of Smart Energy.
+//!
+//! [`router`] builds every route: `/healthz`, the JSON API under `/api/v1`
+//! and the pages of the web UI, whose files are embedded in the binary.
+//! [`serve`] runs it until a cancellation token fires. Start-up helpers create
+//! the first admin account ([`ensure_admin`]) and a local demo account
+//! ([`ensure_demo_account`]).
+//!
+//! Every message a user can read exists in English and French
+//! (`locales/*.json`). API errors are JSON `{"error": {"code", "message"}}`
+//! with the message in the language of `?lang=` or `Accept-Language`.
+
+mod accounts;
+mod api;
+mod auth;
+mod error;
+mod extract;
+mod health;
+mod i18n;
+mod live;
+mod pages;
+mod params;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::Request;
+use axum::http::{header, HeaderValue, Uri};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use se_core::Lang;
+use se_store::Store;
+use tokio_util::sync::CancellationToken;
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::trace::TraceLayer;
+
+pub use accounts::{
+    ensure_admin, ensure_demo_account, generate_password, hash_password, verify_password,
+    ADMIN_USERNAME, DEMO_PASSWORD, DEMO_USERNAME, GENERATED_PASSWORD_CHARS, MAX_PASSWORD_CHARS,
+    MIN_PASSWORD_CHARS,
+};
+pub use auth::{
+    require_admin, require_session, token_hash, AdminUser, CurrentUser, SESSION_COOKIE,
+    SESSION_TTL_MS,
+};
+pub use error::{ApiError, RenderedError, WebError};
+pub use health::Health;
+pub use i18n::{catalog, translate, Catalog, RequestLang, LANGUAGES};
+pub use live::{live_channel, LiveSender, LiveUpdate, LiveValue, LIVE_CHANNEL_CAPACITY};
+
+/// Shared state of every handler: the store, the live channel and the health flags.
+#[derive(Clone)]
+pub struct WebState {
+    pub store: Arc<dyn Store>,
+    pub live: LiveSender,
+    pub health: Arc<Health>,
+    /// Fires when the server shuts down; ends the live streams.
+    shutdown: CancellationToken,
+}
+
+impl WebState {
+    pub fn new(store: Arc<dyn Store>, live: LiveSender, health: Arc<Health>) -> Self {
+        Self {
+            store,
+            live,
+            health,
+            shutdown: CancellationToken::new(),
+        }
+    }
+}
+
+/// Binds the HTTP listener. An address in use returns [`WebError::AddressInUse`],
+/// whose message names `--http-listen` as the way to choose another address.
+pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, WebError> {
+    tokio::net::TcpListener::bind(addr).await.map_err(|source| {
+        if source.kind() == std::io::ErrorKind::AddrInUse {
+            WebError::AddressInUse { addr }
+        } else {
+            WebError::Bind { addr, source }
+        }
+    })
+}
+
+/// Builds every route of the server.
+pub fn router(state: WebState) -> Router {
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .nest("/api/v1", api_router(&state))
+        .route("/", get(pages::dashboard_page))
+        .route("/devices/{id}", get(pages::device_page))
+        .route("/ingest-errors", get(pages::ingest_errors_page))
+        .route("/password", get(pages::password_page))
+        .route("/login", get(pages::login_page))
+        .route("/assets/{*path}", get(pages::asset))
+        .fallback(pages::page_not_found)
+        .layer(middleware::from_fn(localize_errors))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("same-origin"),
+        ))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+fn api_router(state: &WebState) -> Router<WebState> {
+    // Routes reachable without a session, or with a password still to change.
+    let open = Router::new()
+        .route("/auth/login", post(auth::login))
+        .route("/auth/logout", post(auth::logout))
+        .route("/auth/me", get(auth::me))
+        .route("/auth/password", post(auth::change_password))
+        .route("/i18n/{lang}", get(api::i18n));
+
+    let signed_in = Router::new()
+        .route("/devices", get(api::list_devices))
+        .route("/devices/{id}", get(api::get_device))
+        .route("/devices/{id}/series", get(api::series))
+        .route("/devices/{id}/readings", get(api::readings))
+        .route("/ingest/errors", get(api::ingest_errors))
+        .route("/stats", get(api::stats))
+        .route("/live", get(live::live))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            require_session,
+        ));
+
+    // Layers run outside in, so the session check runs before the role check.
+    let admin = Router::new()
+        .route("/users", get(api::users))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_admin))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            require_session,
+        ));
+
+    open.merge(signed_in).merge(admin).fallback(api_not_found)
+}
+
+async fn api_not_found(uri: Uri) -> ApiError {
+    ApiError::RouteNotFound {
+        value: format!("/api/v1{}", uri.path()),
+    }
+}
+
+/// Renders API errors again in the request's language. Handlers return
+/// [`ApiError`], which renders in English and leaves a [`RenderedError`] in the
+/// response extensions for this middleware.
+async fn localize_errors(request: Request, next: Next) -> Response {
+    let lang = i18n::request_lang(request.uri().query(), request.headers());
+    let response = next.run(request).await;
+    if lang == Lang::En {
+        return response;
+    }
+    match response.extensions().get::<RenderedError>() {
+        Some(rendered) => rendered.in_lang(lang).into_response(),
+        None => response,
+    }
+}
+
+/// Content Security Policy of every response: scripts, styles and API calls
+/// come only from this server, and no other site may frame the UI.
+const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
+
+/// Serves `router(state)` on `listener` until `shutdown` fires, then stops
+/// accepting, ends the live streams and waits for requests in flight.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    mut state: WebState,
+    shutdown: CancellationToken,
+) -> Result<(), WebError> {
+    state.shutdown = shutdown.clone();
+    let local = listener.local_addr().ok();
+    tracing::info!(address = ?local, "web server listening");
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(async move { shutdown.cancelled_owned().await })
+        .await
+        .map_err(WebError::Serve)?;
+    tracing::info!(address = ?local, "web server stopped");
+    Ok(())
+}

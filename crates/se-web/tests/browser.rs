@@ -1,0 +1,531 @@
+//! End-to-end test of the web UI in headless Chromium driven over WebDriver
+//! (chromedriver), against an in-process server with a real SQLite store.
+//!
+//! Without chromium or chromedriver the test prints "skipped: <reason>" and
+//! passes, unless SMART_ENERGY_REQUIRE_SERVICES=1 makes a missing browser a
+//! failure. It writes screenshots to /tmp/se-dashboard.png and /tmp/se-device.png.
+
+use std::panic::AssertUnwindSafe;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use futures::FutureExt;
+use se_core::{now_ms, ChannelName, DeviceId, Metric, Reading, RejectReason, Rejection};
+use se_store::{SqliteStore, Store};
+use se_web::{Health, LiveSender, LiveUpdate, LiveValue, WebState};
+use tokio::process::{Child, Command};
+use tokio_util::sync::CancellationToken;
+
+const ADMIN_PASSWORD: &str = "browser-test-password";
+const WAIT: Duration = Duration::from_secs(15);
+
+fn find_in_path(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file())
+}
+
+/// Returns the Chromium executable, preferring the real binary over Debian's
+/// shell launcher, so chromedriver controls the browser process directly.
+fn find_chromium() -> Option<PathBuf> {
+    let debian_binary = Path::new("/usr/lib/chromium/chromium");
+    if debian_binary.is_file() {
+        return Some(debian_binary.to_owned());
+    }
+    ["chromium", "chromium-browser", "google-chrome"]
+        .into_iter()
+        .find_map(find_in_path)
+}
+
+/// Returns the browser and driver, or the reason the test cannot run.
+fn browser_tools() -> Result<(PathBuf, PathBuf), String> {
+    let chromium = find_chromium().ok_or("chromium not found (Debian package chromium)")?;
+    let driver = find_in_path("chromedriver")
+        .ok_or("chromedriver not found in PATH (Debian package chromium-driver)")?;
+    Ok((chromium, driver))
+}
+
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+async fn start_driver(driver: &Path) -> (Child, String) {
+    let port = free_port();
+    let child = Command::new(driver)
+        .arg(format!("--port={port}"))
+        .arg("--allowed-ips=127.0.0.1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if let Ok(response) = reqwest::get(format!("{url}/status")).await {
+            if response.status().is_success() {
+                break;
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "chromedriver did not answer on {url} within {WAIT:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    (child, url)
+}
+
+async fn connect_browser(driver_url: &str, chromium: &Path, profile: &Path) -> Client {
+    let args = [
+        "--headless".to_owned(),
+        "--no-sandbox".to_owned(),
+        "--disable-gpu".to_owned(),
+        "--disable-quic".to_owned(),
+        "--no-first-run".to_owned(),
+        "--disable-background-networking".to_owned(),
+        "--disable-component-update".to_owned(),
+        "--disable-sync".to_owned(),
+        "--disable-dev-shm-usage".to_owned(),
+        "--lang=en-US".to_owned(),
+        "--window-size=1280,900".to_owned(),
+        format!("--user-data-dir={}", profile.display()),
+    ];
+    let mut capabilities = serde_json::Map::new();
+    capabilities.insert(
+        "goog:chromeOptions".to_owned(),
+        serde_json::json!({ "binary": chromium.to_string_lossy(), "args": args }),
+    );
+    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(capabilities)
+        .connect(driver_url)
+        .await
+        .unwrap()
+}
+
+/// Polls the text of the first element matching `css` until `accept` holds.
+async fn wait_for_text(browser: &Client, css: &str, accept: impl Fn(&str) -> bool) -> String {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let mut last = String::new();
+    loop {
+        if let Ok(element) = browser.find(Locator::Css(css)).await {
+            if let Ok(text) = element.text().await {
+                if accept(&text) {
+                    return text;
+                }
+                last = text;
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "text of {css} never matched within {WAIT:?}; last was {last:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn wait_for_element(browser: &Client, css: &str) -> fantoccini::elements::Element {
+    browser
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Css(css))
+        .await
+        .unwrap_or_else(|error| panic!("no element {css} within {WAIT:?}: {error}"))
+}
+
+async fn screenshot(browser: &Client, path: &str) {
+    let png = browser.screenshot().await.unwrap();
+    std::fs::write(path, png).unwrap();
+}
+
+fn power_update(device: &DeviceId, ts_ms: i64, gpu0_watts: f64) -> LiveUpdate {
+    LiveUpdate {
+        device: device.clone(),
+        ts_ms,
+        values: vec![LiveValue::new(
+            ChannelName::parse("gpu0").unwrap(),
+            Metric::Power,
+            gpu0_watts,
+        )],
+    }
+}
+
+/// Counts pixels of the chart canvas in the mean line's colour (#1f6feb), so
+/// the check passes only when the series itself was drawn, not just the axes.
+const COUNT_SERIES_PIXELS: &str = r#"
+    const canvas = document.querySelector('#chart canvas');
+    if (!canvas) return -1;
+    const context = canvas.getContext('2d');
+    const pixels = context.getImageData(0, 0, canvas.width, canvas.height).data;
+    let count = 0;
+    for (let i = 0; i < pixels.length; i += 4) {
+        if (Math.abs(pixels[i] - 31) < 12 && Math.abs(pixels[i + 1] - 111) < 12 && Math.abs(pixels[i + 2] - 235) < 12 && pixels[i + 3] > 200) count++;
+    }
+    return count;
+"#;
+
+/// Opens the dashboard, which redirects to the login form, and signs in.
+async fn log_in(browser: &Client, base: &str, username: &str, password: &str) {
+    browser.goto(&format!("{base}/")).await.unwrap();
+    wait_for_element(browser, "#login-form").await;
+    assert!(browser
+        .current_url()
+        .await
+        .unwrap()
+        .path()
+        .ends_with("/login"));
+    browser
+        .find(Locator::Css("#username"))
+        .await
+        .unwrap()
+        .send_keys(username)
+        .await
+        .unwrap();
+    browser
+        .find(Locator::Css("#password"))
+        .await
+        .unwrap()
+        .send_keys(password)
+        .await
+        .unwrap();
+    browser
+        .find(Locator::Css("#login-submit"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
+async fn scenario(browser: &Client, base: &str, live: &LiveSender) {
+    let rig = DeviceId::parse("rig-01").unwrap();
+
+    log_in(browser, base, "admin", ADMIN_PASSWORD).await;
+
+    // The dashboard row shows the sum of power over the two GPUs: 209 + 100 W.
+    let power_cell = r#"tr[data-device="rig-01"] td[data-cell="power"]"#;
+    let power = wait_for_text(browser, power_cell, |text| !text.is_empty()).await;
+    assert_eq!(power, "309 W");
+    let meter = wait_for_text(
+        browser,
+        r#"tr[data-device="meter-01"] td[data-cell="power"]"#,
+        |text| !text.is_empty(),
+    )
+    .await;
+    assert_eq!(meter, "1,250 VA");
+
+    // A live update replaces gpu0's power; the row follows without a reload.
+    wait_for_element(browser, r#"#live-indicator[data-state="connected"]"#).await;
+    live.send(power_update(&rig, now_ms(), 500.0)).unwrap();
+    let updated = wait_for_text(browser, power_cell, |text| text != "309 W").await;
+    assert_eq!(updated, "600 W");
+
+    // French labels after the language switch.
+    browser
+        .find(Locator::Css(r#"button[data-lang="fr"]"#))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let heading = wait_for_text(browser, "main h1", |text| text != "Dashboard").await;
+    assert_eq!(heading, "Tableau de bord");
+    let power_header = wait_for_text(browser, "#device-table th:nth-child(2)", |_| true).await;
+    assert_eq!(power_header, "Puissance");
+    let live_label = wait_for_text(browser, "#live-indicator .live-text", |_| true).await;
+    assert_eq!(live_label, "En direct");
+    screenshot(browser, "/tmp/se-dashboard.png").await;
+
+    // The device page draws the history with uPlot.
+    browser
+        .find(Locator::Css(r#"tr[data-device="rig-01"] a"#))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for_element(browser, "#chart .uplot canvas").await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let drawn = browser
+            .execute(COUNT_SERIES_PIXELS, vec![])
+            .await
+            .unwrap()
+            .as_i64()
+            .unwrap_or(-1);
+        if drawn > 50 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the chart shows no series line; {drawn} pixels of its colour"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let selected_metric = browser
+        .find(Locator::Css("#metric-select"))
+        .await
+        .unwrap()
+        .prop("value")
+        .await
+        .unwrap();
+    assert_eq!(selected_metric.as_deref(), Some("power_w"));
+
+    // The device page follows live updates too.
+    let value_cell = r#"tr[data-channel="gpu0"][data-metric="power_w"] td[data-cell="value"]"#;
+    wait_for_element(browser, r#"#live-indicator[data-state="connected"]"#).await;
+    live.send(power_update(&rig, now_ms() + 1000, 432.0))
+        .unwrap();
+    let latest = wait_for_text(browser, value_cell, |text| text.starts_with("432")).await;
+    assert_eq!(latest, "432 W");
+    browser.set_window_size(1280, 1300).await.unwrap();
+    screenshot(browser, "/tmp/se-device.png").await;
+
+    // Phone-sized layout, for a visual check of the stacked rows.
+    browser.set_window_size(390, 844).await.unwrap();
+    browser.goto(&format!("{base}/")).await.unwrap();
+    wait_for_text(browser, power_cell, |text| !text.is_empty()).await;
+    screenshot(browser, "/tmp/se-dashboard-phone.png").await;
+}
+
+async fn seed(store: &SqliteStore) {
+    let now = now_ms();
+    let rig = DeviceId::parse("rig-01").unwrap();
+    let meter = DeviceId::parse("meter-01").unwrap();
+    let mut readings = Vec::new();
+    for step in 0..30 {
+        let ts = now - 1_800_000 + step * 60_000;
+        let wave = (step as f64 / 4.0).sin() * 15.0;
+        readings.push(Reading::new(
+            rig.clone(),
+            "gpu0",
+            Metric::Power,
+            ts,
+            195.0 + wave,
+        ));
+        readings.push(Reading::new(rig.clone(), "gpu1", Metric::Power, ts, 100.0));
+        readings.push(Reading::new(
+            rig.clone(),
+            "gpu0",
+            Metric::Temperature,
+            ts,
+            61.0 + wave / 5.0,
+        ));
+        readings.push(Reading::new(
+            meter.clone(),
+            "main",
+            Metric::ApparentPower,
+            ts,
+            1250.0,
+        ));
+    }
+    readings.push(Reading::new(
+        rig.clone(),
+        "gpu0",
+        Metric::Power,
+        now - 30_000,
+        209.0,
+    ));
+    store.write_readings(&readings).await.unwrap();
+    store.set_device_online(&rig, true, now).await.unwrap();
+}
+
+/// The server side of a browser test.
+struct Harness {
+    base: String,
+    live: LiveSender,
+    store: Arc<SqliteStore>,
+}
+
+/// Starts a server with a fresh store and an admin account, a chromedriver and
+/// a browser, runs `scenario`, and stops everything even when it fails.
+/// Returns `None` when the test was skipped for lack of a browser.
+async fn with_browser(
+    admin_password: Option<&str>,
+    scenario: impl AsyncFnOnce(&Client, &Harness, Option<String>),
+) -> Option<()> {
+    let require = std::env::var("SMART_ENERGY_REQUIRE_SERVICES").is_ok_and(|value| value == "1");
+    let (chromium, driver_path) = match browser_tools() {
+        Ok(tools) => tools,
+        Err(reason) if require => panic!("SMART_ENERGY_REQUIRE_SERVICES=1 but {reason}"),
+        Err(reason) => {
+            println!("skipped: {reason}");
+            return None;
+        }
+    };
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(&dir.path().join("data")).unwrap());
+    let generated = se_web::ensure_admin(store.as_ref(), admin_password.map(str::to_owned))
+        .await
+        .unwrap();
+    let live = se_web::live_channel();
+    let state = WebState::new(store.clone(), live.clone(), Arc::new(Health::new()));
+    let listener = se_web::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let shutdown = CancellationToken::new();
+    let server = tokio::spawn(se_web::serve(listener, state, shutdown.clone()));
+
+    let (mut driver, driver_url) = start_driver(&driver_path).await;
+    let browser = connect_browser(&driver_url, &chromium, &dir.path().join("profile")).await;
+    let harness = Harness { base, live, store };
+
+    // Close the browser even when an assertion fails, then report the failure.
+    let outcome = AssertUnwindSafe(scenario(&browser, &harness, generated))
+        .catch_unwind()
+        .await;
+    let _ = browser.close().await;
+    let _ = driver.kill().await;
+    shutdown.cancel();
+    let _ = server.await;
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+    Some(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_live_language_and_chart() {
+    with_browser(Some(ADMIN_PASSWORD), async |browser, harness, _| {
+        seed(&harness.store).await;
+        scenario(browser, &harness.base, &harness.live).await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingest_errors_page_lists_rejections() {
+    with_browser(Some(ADMIN_PASSWORD), async |browser, harness, _| {
+        let rejection = Rejection::new(
+            RejectReason::NotANumber,
+            "se/rig-01/gpu",
+            "nan",
+            "value \"nan\" is not a number",
+        )
+        .with_device(Some(DeviceId::parse("rig-01").unwrap()))
+        .with_field("power_w");
+        harness
+            .store
+            .record_rejections(&[rejection], now_ms())
+            .await
+            .unwrap();
+        log_in(browser, &harness.base, "admin", ADMIN_PASSWORD).await;
+        wait_for_element(browser, "#device-table").await;
+
+        browser
+            .goto(&format!("{}/ingest-errors", harness.base))
+            .await
+            .unwrap();
+        let count = wait_for_text(browser, "#count-rows tr td:nth-child(3)", |text| {
+            !text.is_empty()
+        })
+        .await;
+        assert_eq!(count, "1");
+        let reason = wait_for_text(browser, "#recent-rows tr td:nth-child(6)", |text| {
+            !text.is_empty()
+        })
+        .await;
+        assert!(reason.starts_with("value is not a number"), "{reason}");
+
+        browser
+            .find(Locator::Css(r#"button[data-lang="fr"]"#))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        let french = wait_for_text(browser, "#recent-rows tr td:nth-child(6)", |text| {
+            !text.starts_with("value")
+        })
+        .await;
+        assert!(
+            french.starts_with("la valeur n'est pas un nombre"),
+            "{french}"
+        );
+        screenshot(browser, "/tmp/se-ingest-errors.png").await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generated_password_forces_change_form() {
+    with_browser(None, async |browser, harness, generated| {
+        let password = generated.expect("ensure_admin returns the generated password");
+        browser
+            .goto(&format!("{}/login", harness.base))
+            .await
+            .unwrap();
+        wait_for_element(browser, "#login-form").await;
+        screenshot(browser, "/tmp/se-login.png").await;
+        browser
+            .find(Locator::Css("#username"))
+            .await
+            .unwrap()
+            .send_keys("admin")
+            .await
+            .unwrap();
+        browser
+            .find(Locator::Css("#password"))
+            .await
+            .unwrap()
+            .send_keys(&password)
+            .await
+            .unwrap();
+        browser
+            .find(Locator::Css("#login-submit"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+
+        // The change form replaces the login form, with the current password already known.
+        wait_for_element(browser, "#password-section:not([hidden])").await;
+        let current_hidden = browser
+            .find(Locator::Css("#current-password-field"))
+            .await
+            .unwrap()
+            .attr("hidden")
+            .await
+            .unwrap();
+        assert!(
+            current_hidden.is_some(),
+            "the current password field should be hidden"
+        );
+        browser
+            .find(Locator::Css("#new-password"))
+            .await
+            .unwrap()
+            .send_keys("my-own-password-1")
+            .await
+            .unwrap();
+        browser
+            .find(Locator::Css("#confirm-password"))
+            .await
+            .unwrap()
+            .send_keys("my-own-password-1")
+            .await
+            .unwrap();
+        browser
+            .find(Locator::Css("#password-form button[type=submit]"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+
+        wait_for_element(browser, "#summary").await;
+        let user = harness.store.user_by_name("admin").await.unwrap().unwrap();
+        assert!(!user.must_change_password);
+        assert!(se_web::verify_password(
+            "my-own-password-1",
+            &user.password_hash
+        ));
+    })
+    .await;
+}
