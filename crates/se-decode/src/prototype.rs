@@ -88,7 +88,7 @@ pub struct PrototypeDecoder {
     /// Wall-clock time of uptime zero for the current boot.
     boot_ms: Option<TimestampMs>,
     last_uptime_s: Option<u64>,
-    /// Rejections held until the cycle is emitted, so they carry its device.
+    /// Rejections of the message being decoded.
     pending_rejections: Vec<Rejection>,
 }
 
@@ -216,9 +216,9 @@ impl Decoder for PrototypeDecoder {
             let cycle = std::mem::take(&mut self.cycle);
             let completed = self.emit(cycle);
             merge(&mut out, completed);
-        } else if out.is_empty() && !self.pending_rejections.is_empty() && self.cycle.is_empty() {
-            out = self.flush();
         }
+        // A rejected value is reported at once, not when its cycle ends.
+        out.rejections.append(&mut self.pending_rejections);
         if out.device.is_none() && !out.is_empty() {
             out.device = Some(self.device.clone());
         }

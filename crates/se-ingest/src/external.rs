@@ -110,8 +110,9 @@ async fn handle_event(event: Event, client: &AsyncClient, config: &ExternalSourc
                     tracing::error!(%error, filter, "failed to subscribe");
                 }
             }
-            connected(true);
         }
+        // Ready once the broker confirmed the subscriptions, so nothing published after this is missed.
+        Event::Incoming(Packet::SubAck(_)) => connected(true),
         Event::Incoming(Packet::Publish(publish)) => {
             let ack_client = client.clone();
             let ack_publish = publish.clone();

@@ -45,6 +45,23 @@ pub fn port_open(addr: &str) -> bool {
         .is_some()
 }
 
+/// Sends a plain HTTP/1.0 GET with std sockets and returns the status code.
+/// It works both inside and outside an async runtime, unlike reqwest's
+/// blocking client.
+pub fn http_status(url: &str) -> Option<u16> {
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://")?;
+    let (host, path) = rest.split_once('/').map_or((rest, "/".to_owned()), |(h, p)| (h, format!("/{p}")));
+    let addr: SocketAddr = host.parse().ok()?;
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").ok()?;
+    let mut head = [0u8; 32];
+    let read = stream.read(&mut head).ok()?;
+    let line = std::str::from_utf8(&head[..read]).ok()?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
 /// A running `smart-energy serve` process, stopped with SIGTERM on drop.
 pub struct ServeProcess {
     child: Option<Child>,
@@ -104,10 +121,8 @@ impl ServeProcess {
             if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
                 panic!("smart-energy serve exited early with {status}; log:\n{}", self.log());
             }
-            if let Ok(response) = reqwest::blocking::get(&url) {
-                if response.status().is_success() {
-                    return;
-                }
+            if http_status(&url) == Some(200) {
+                return;
             }
             std::thread::sleep(Duration::from_millis(100));
         }

@@ -1,0 +1,284 @@
+//! `serve`: broker, ingestion, storage, HTTP API and web UI in one process.
+//!
+//! Start-up order: open the store, bind every listening port (so a busy port
+//! fails before anything runs), start ingestion, then the sources and the web
+//! server. Shutdown runs the other way: sources stop taking messages, the
+//! writer drains and commits what it accepted, then the process exits.
+
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use se_broker::{Broker, BrokerConfig, InternalSubscription};
+use se_core::DeviceId;
+use se_decode::{Decoder, DecoderSet, NativeDecoder, PrototypeDecoder};
+use se_ingest::{run_external_source, run_writer, ExternalSourceConfig, IngestCore, IngestMessage, ReadingObserver, WriterConfig};
+use se_sim::{run_simulator, FleetConfig, SimulatorConfig};
+use se_store::{SqliteStore, Store};
+use se_web::{Health, LiveSender, LiveUpdate, WebState};
+
+use super::{parse_duration, wait_for_signal, DEFAULT_DATA_DIR};
+
+const DEFAULT_MQTT_PORT: u16 = 1883;
+const DEFAULT_HTTP_PORT: u16 = 8080;
+
+/// Messages waiting for the writer. When full, sources wait, so the
+/// broker stops reading from publishers instead of dropping messages.
+const INGEST_QUEUE: usize = 20_000;
+
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Directory of the embedded database; created if missing.
+    #[arg(long, default_value = DEFAULT_DATA_DIR, env = "SMART_ENERGY_DATA_DIR")]
+    pub data_dir: PathBuf,
+    /// Address of the embedded MQTT broker [default: 127.0.0.1:1883].
+    #[arg(long, conflicts_with = "mqtt_url")]
+    pub mqtt_listen: Option<SocketAddr>,
+    /// Use this external broker (mqtt://[USER:PASSWORD@]HOST:PORT) instead of the embedded one.
+    #[arg(long, env = "SMART_ENERGY_MQTT_URL")]
+    pub mqtt_url: Option<String>,
+    /// Client id used with --mqtt-url. The external broker keeps the persistent
+    /// session under this id, so give each server instance its own.
+    #[arg(long, requires = "mqtt_url")]
+    pub mqtt_client_id: Option<String>,
+    /// Address of the HTTP API and web UI [default: 127.0.0.1:8080].
+    #[arg(long)]
+    pub http_listen: Option<SocketAddr>,
+    /// Device id given to the prototype ESP32, whose topics carry no id.
+    #[arg(long, default_value = "esp32-prototype")]
+    pub prototype_device: String,
+    /// Password of the first admin account, used only when the database has
+    /// no user. Without it a one-time password is generated and printed.
+    #[arg(long, env = "SMART_ENERGY_ADMIN_PASSWORD", hide_env_values = true)]
+    pub admin_password: Option<String>,
+    /// Run the fleet simulator in the same process and create the demo account
+    /// (loopback only). Busy default ports are replaced by free ones.
+    #[arg(long)]
+    pub demo: bool,
+    /// Simulated rigs in demo mode.
+    #[arg(long, default_value_t = 3)]
+    pub demo_rigs: usize,
+    /// GPUs per simulated rig in demo mode.
+    #[arg(long, default_value_t = 8)]
+    pub demo_gpus: usize,
+    /// Interval of the simulated rigs in demo mode, such as 2s.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    pub demo_interval: Duration,
+}
+
+pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Runtime::new().context("failed to start the async runtime")?;
+    runtime.block_on(serve(args))
+}
+
+/// The MQTT side of the server: an embedded broker or an external one.
+enum Source {
+    Embedded(Broker),
+    External(ExternalSourceConfig),
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let prototype_device = DeviceId::parse(&args.prototype_device).map_err(|error| anyhow::anyhow!("--prototype-device: {error}"))?;
+    let health = Arc::new(Health::new());
+
+    let store = SqliteStore::open(&args.data_dir)?;
+    let store: Arc<dyn Store> = Arc::new(store);
+    health.set_store(true);
+    announce_accounts(store.as_ref(), &args).await?;
+
+    let http_listener = bind_http(&args).await?;
+    let http_addr = http_listener.local_addr().context("reading the HTTP listen address")?;
+    if args.demo {
+        if se_web::ensure_demo_account(store.as_ref(), http_addr).await? {
+            println!("Demo account: user demo, password demo (loopback only).");
+        }
+    }
+
+    let decoders: Vec<Box<dyn Decoder>> = vec![Box::new(NativeDecoder), Box::new(PrototypeDecoder::new(prototype_device))];
+    let core = IngestCore::new(DecoderSet::new(decoders));
+    let topic_filters = core.topic_filters();
+    let source = match &args.mqtt_url {
+        Some(url) => Source::External(ExternalSourceConfig::from_url(url, &args.mqtt_client_id.clone().unwrap_or_else(external_client_id), topic_filters.clone())?),
+        None => Source::Embedded(bind_broker(&args).await?),
+    };
+
+    let shutdown = CancellationToken::new();
+    let live = se_web::live_channel();
+    let (sink, messages) = mpsc::channel::<IngestMessage>(INGEST_QUEUE);
+    let writer = tokio::spawn(run_writer(core, store.clone(), messages, Some(live_observer(live.clone())), WriterConfig::default()));
+    health.set_ingest(true);
+
+    let (source_task, broker_task, mqtt_addr) = start_source(source, sink, &health, &shutdown).await?;
+
+    let web_state = WebState::new(store.clone(), live, health.clone());
+    let web_shutdown = CancellationToken::new();
+    let web_task = tokio::spawn(se_web::serve(http_listener, web_state, web_shutdown.clone()));
+    println!("Smart Energy is running: dashboard at http://{http_addr}/");
+    if let Some(mqtt_addr) = mqtt_addr {
+        println!("MQTT broker listening on {mqtt_addr}");
+    }
+
+    let simulator = args.demo.then(|| start_simulator(&args, mqtt_addr, shutdown.clone()));
+
+    wait_for_signal().await;
+    tracing::info!("shutting down: stopping sources, then storing what was accepted");
+    shutdown.cancel();
+    if let Some(simulator) = simulator {
+        let _ = simulator.await;
+    }
+    // Sources end first, dropping their senders, so the writer drains and stops.
+    if let Some(task) = source_task {
+        let _ = task.await;
+    }
+    if let Some(task) = broker_task {
+        let _ = task.await;
+    }
+    let totals = writer.await.context("the ingestion writer failed")?;
+    web_shutdown.cancel();
+    let _ = web_task.await;
+    tracing::info!(messages = totals.messages, readings = totals.readings, "stopped; every accepted reading is stored");
+    Ok(())
+}
+
+/// Creates the first admin account and prints its password once.
+async fn announce_accounts(store: &dyn Store, args: &ServeArgs) -> anyhow::Result<()> {
+    if let Some(password) = se_web::ensure_admin(store, args.admin_password.clone()).await? {
+        if args.admin_password.is_none() {
+            println!("Created the admin account. User: admin  One-time password: {password}");
+            println!("Log in and change it now; it is not shown again.");
+        }
+    }
+    Ok(())
+}
+
+fn loopback(port: u16) -> SocketAddr {
+    SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port))
+}
+
+/// Binds the HTTP port. In demo mode a busy default port is replaced by a free one.
+async fn bind_http(args: &ServeArgs) -> anyhow::Result<tokio::net::TcpListener> {
+    if let Some(addr) = args.http_listen {
+        return Ok(se_web::bind(addr).await?);
+    }
+    match se_web::bind(loopback(DEFAULT_HTTP_PORT)).await {
+        Ok(listener) => Ok(listener),
+        Err(error) if args.demo => {
+            tracing::warn!(%error, "port {DEFAULT_HTTP_PORT} is busy; the demo uses a free port instead");
+            Ok(se_web::bind(loopback(0)).await?)
+        }
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// Binds the embedded broker. In demo mode a busy default port (such as
+/// another broker on 1883) is replaced by a free one.
+async fn bind_broker(args: &ServeArgs) -> anyhow::Result<Broker> {
+    if let Some(addr) = args.mqtt_listen {
+        return Ok(Broker::bind(BrokerConfig::new(addr)).await?);
+    }
+    match Broker::bind(BrokerConfig::new(loopback(DEFAULT_MQTT_PORT))).await {
+        Ok(broker) => Ok(broker),
+        Err(error) if args.demo => {
+            tracing::warn!(%error, "port {DEFAULT_MQTT_PORT} is busy; the demo broker uses a free port instead");
+            Ok(Broker::bind(BrokerConfig::new(loopback(0))).await?)
+        }
+        Err(error) => Err(error.into()),
+    }
+}
+
+type Task = Option<JoinHandle<()>>;
+
+/// Starts the MQTT side and returns its tasks and, for the embedded broker, its address.
+async fn start_source(
+    source: Source,
+    sink: mpsc::Sender<IngestMessage>,
+    health: &Arc<Health>,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<(Task, Task, Option<SocketAddr>)> {
+    match source {
+        Source::Embedded(broker) => {
+            let addr = broker.local_addr();
+            // Every topic goes to ingestion, so unknown topics are counted too.
+            let subscription = broker.internal_subscriber(&["#"], INGEST_QUEUE)?;
+            let broker_stopped = CancellationToken::new();
+            let forward = tokio::spawn(forward_embedded(subscription, sink, broker_stopped.clone()));
+            let broker_shutdown = shutdown.clone();
+            let broker_task = tokio::spawn(async move {
+                broker.run(broker_shutdown).await;
+                broker_stopped.cancel();
+            });
+            health.set_broker(true);
+            Ok((Some(forward), Some(broker_task), Some(addr)))
+        }
+        Source::External(config) => {
+            let health = health.clone();
+            let task = tokio::spawn(run_external_source(config, sink, shutdown.clone(), move |up| health.set_broker(up)));
+            Ok((Some(task), None, None))
+        }
+    }
+}
+
+/// Hands messages of the embedded broker to ingestion. The broker's ack
+/// handle travels with the message, so the PUBACK waits for the commit.
+///
+/// It keeps forwarding while the broker shuts down, so that the broker can
+/// still send the PUBACKs of messages stored during its grace period.
+async fn forward_embedded(mut subscription: InternalSubscription, sink: mpsc::Sender<IngestMessage>, broker_stopped: CancellationToken) {
+    loop {
+        let inbound = tokio::select! {
+            inbound = subscription.recv() => inbound,
+            _ = broker_stopped.cancelled() => subscription.try_recv(),
+        };
+        let Some(inbound) = inbound else { break };
+        let ack = inbound.ack.map(|handle| Box::new(move || handle.ack()) as Box<dyn FnOnce() + Send>);
+        let message = IngestMessage { topic: inbound.topic, payload: inbound.payload, received_ms: se_core::now_ms(), ack };
+        if sink.send(message).await.is_err() {
+            break;
+        }
+    }
+}
+
+fn live_observer(live: LiveSender) -> ReadingObserver {
+    Arc::new(move |readings| {
+        for update in LiveUpdate::from_readings(readings) {
+            // No receiver (no open dashboard) is normal.
+            let _ = live.send(update);
+        }
+    })
+}
+
+fn external_client_id() -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "local".to_owned());
+    format!("smart-energy-ingest-{host}")
+}
+
+fn start_simulator(args: &ServeArgs, mqtt_addr: Option<SocketAddr>, shutdown: CancellationToken) -> JoinHandle<()> {
+    let (host, port) = match (mqtt_addr, &args.mqtt_url) {
+        (Some(addr), _) => (addr.ip().to_string(), addr.port()),
+        (None, Some(url)) => match ExternalSourceConfig::from_url(url, "", Vec::new()) {
+            Ok(config) => (config.host, config.port),
+            Err(_) => ("127.0.0.1".to_owned(), DEFAULT_MQTT_PORT),
+        },
+        (None, None) => ("127.0.0.1".to_owned(), DEFAULT_MQTT_PORT),
+    };
+    let config = SimulatorConfig {
+        host,
+        port,
+        client_id: "smart-energy-demo-simulator".to_owned(),
+        interval: args.demo_interval,
+        fleet: FleetConfig { rigs: args.demo_rigs, gpus_per_rig: args.demo_gpus, ..FleetConfig::default() },
+        seed: 1,
+        steps: None,
+    };
+    tokio::spawn(async move {
+        if let Err(error) = run_simulator(config, shutdown).await {
+            tracing::error!(%error, "the demo simulator stopped");
+        }
+    })
+}
