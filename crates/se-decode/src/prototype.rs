@@ -74,10 +74,6 @@ impl Cycle {
     fn is_complete(&self) -> bool {
         [Field::Current, Field::Voltage, Field::Energy, Field::Uptime].iter().all(|f| self.has(*f))
     }
-
-    fn is_empty(&self) -> bool {
-        self.first_received_ms.is_none()
-    }
 }
 
 /// Joins the prototype's four topics into readings of one device.

@@ -33,7 +33,8 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    cmd::init_logging();
+    let service = matches!(cli.command, Command::Serve(_) | Command::Simulate(_));
+    cmd::init_logging(if service { "info" } else { "warn" });
     let result = match cli.command {
         Command::Serve(args) => cmd::serve::run(args),
         Command::Simulate(args) => cmd::simulate::run(args),

@@ -10,10 +10,11 @@ pub mod simulate;
 /// Default data directory, relative to the working directory.
 pub const DEFAULT_DATA_DIR: &str = "smart-energy-data";
 
-/// Sends logs to stderr, filtered by `RUST_LOG` (default `info`).
-pub fn init_logging() {
+/// Sends logs to stderr, filtered by `RUST_LOG`, else by `default_level`:
+/// `info` for long-running services, `warn` for commands that print a report.
+pub fn init_logging(default_level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 }
 

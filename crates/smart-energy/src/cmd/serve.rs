@@ -94,10 +94,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
     let http_listener = bind_http(&args).await?;
     let http_addr = http_listener.local_addr().context("reading the HTTP listen address")?;
-    if args.demo {
-        if se_web::ensure_demo_account(store.as_ref(), http_addr).await? {
-            println!("Demo account: user demo, password demo (loopback only).");
-        }
+    if args.demo && se_web::ensure_demo_account(store.as_ref(), http_addr).await? {
+        println!("Demo account: user demo, password demo (loopback only).");
     }
 
     let decoders: Vec<Box<dyn Decoder>> = vec![Box::new(NativeDecoder), Box::new(PrototypeDecoder::new(prototype_device))];
