@@ -16,6 +16,7 @@
 //! assert!(decoded.rejections.is_empty());
 //! ```
 
+mod formats;
 mod native;
 mod prototype;
 mod value;
@@ -23,6 +24,14 @@ mod value;
 pub use native::{NativeDecoder, NATIVE_TOPIC_PREFIX};
 pub use prototype::{parse_uptime, PrototypeDecoder, PROTOTYPE_TOPICS};
 pub use value::{check_range, parse_number, parse_with_unit};
+
+pub use formats::emonhub::{default_key_rule, EmonKey, EmonhubConfig, EmonhubDecoder};
+pub use formats::esphome::{default_object_rule, EsphomeConfig, EsphomeDecoder, EsphomeObject};
+pub use formats::influx::{decode_line_protocol, decode_line_protocol_with, LineProtocolOptions, Precision};
+pub use formats::nvidia_smi::{parse_nvidia_smi_csv, NvidiaSmiOptions, DEFAULT_BURST_TOLERANCE_MS};
+pub use formats::shelly::{EmeterEnergySource, ShellyGen1Config, ShellyGen1Decoder, ShellyGen2Config, ShellyGen2Decoder};
+pub use formats::tasmota::{TasmotaConfig, TasmotaDecoder};
+pub use formats::{unit_scale, DecoderConfigError};
 
 use se_core::{Decoded, RejectReason, Rejection, TimestampMs};
 
