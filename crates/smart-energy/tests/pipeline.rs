@@ -408,3 +408,25 @@ async fn prototype_through_external_mosquitto() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_matches_fixture(&instants, &rows);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tasmota_plug_is_stored_by_serve() {
+    let scratch = tempfile::tempdir().unwrap();
+    let server = ServeProcess::start(BINARY, scratch.path(), ServeOptions::default());
+    let plug = mqtt_client("tasmota-plug", server.mqtt_port).await;
+    // Tasmota with its clock unset reports 1970: the receive time is used instead.
+    let payload = r#"{"Time":"1970-01-01T00:03:12","ENERGY":{"Total":152.304,"Power":45,"Voltage":231,"Current":0.261,"Factor":0.75}}"#;
+    plug.publish("tele/plug-7/SENSOR", QoS::AtLeastOnce, false, payload).await.unwrap();
+    let client = server.admin_client().await;
+    let readings = eventually(Duration::from_secs(20), "the Tasmota readings", || async {
+        let readings = device_readings(&client, &server.http, "plug-7").await;
+        (readings.len() >= 5).then_some(readings)
+    })
+    .await;
+    let value = |metric: &str| readings.iter().find(|r| r["metric"] == metric).and_then(|r| r["value"].as_f64());
+    assert_eq!(value("power_w"), Some(45.0));
+    assert_eq!(value("energy_wh"), Some(152_304.0));
+    let now_ms = jiff::Timestamp::now().as_millisecond();
+    let ts = readings[0]["ts_ms"].as_i64().unwrap();
+    assert!((now_ms - ts).abs() < 60_000, "stored at the receive time, not 1970: {ts}");
+}

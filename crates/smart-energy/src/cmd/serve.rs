@@ -17,7 +17,10 @@ use tokio_util::sync::CancellationToken;
 
 use se_broker::{Broker, BrokerConfig, InternalSubscription};
 use se_core::DeviceId;
-use se_decode::{Decoder, DecoderSet, NativeDecoder, PrototypeDecoder};
+use se_decode::{
+    Decoder, DecoderSet, EmonhubConfig, EmonhubDecoder, EsphomeConfig, EsphomeDecoder, NativeDecoder, PrototypeDecoder,
+    ShellyGen1Config, ShellyGen1Decoder, ShellyGen2Config, ShellyGen2Decoder, TasmotaConfig, TasmotaDecoder,
+};
 use se_ingest::{run_external_source, run_writer, ExternalSourceConfig, IngestCore, IngestMessage, ReadingObserver, WriterConfig};
 use se_sim::{run_simulator, FleetConfig, SimulatorConfig};
 use se_store::{SqliteStore, Store};
@@ -98,8 +101,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         println!("Demo account: user demo, password demo (loopback only).");
     }
 
-    let decoders: Vec<Box<dyn Decoder>> = vec![Box::new(NativeDecoder), Box::new(PrototypeDecoder::new(prototype_device))];
-    let core = IngestCore::new(DecoderSet::new(decoders));
+    let core = IngestCore::new(DecoderSet::new(default_decoders(prototype_device)?));
     let topic_filters = core.topic_filters();
     let source = match &args.mqtt_url {
         Some(url) => Source::External(ExternalSourceConfig::from_url(url, &args.mqtt_client_id.clone().unwrap_or_else(external_client_id), topic_filters.clone())?),
@@ -142,6 +144,20 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let _ = web_task.await;
     tracing::info!(messages = totals.messages, readings = totals.readings, "stopped; every accepted reading is stored");
     Ok(())
+}
+
+/// Every device format, with its default settings, in the order that
+/// docs/formats.md gives: a topic goes to the first decoder that accepts it.
+fn default_decoders(prototype_device: DeviceId) -> anyhow::Result<Vec<Box<dyn Decoder>>> {
+    Ok(vec![
+        Box::new(NativeDecoder),
+        Box::new(PrototypeDecoder::new(prototype_device)),
+        Box::new(TasmotaDecoder::new(TasmotaConfig::default())),
+        Box::new(ShellyGen1Decoder::new(ShellyGen1Config::default())),
+        Box::new(EmonhubDecoder::new(EmonhubConfig::default()).context("emonhub decoder settings")?),
+        Box::new(ShellyGen2Decoder::new(ShellyGen2Config { prefixes: Vec::new() })),
+        Box::new(EsphomeDecoder::new(EsphomeConfig::default()).context("ESPHome decoder settings")?),
+    ])
 }
 
 /// Creates the first admin account and prints its password once.
