@@ -67,10 +67,11 @@ pub struct NvidiaSmiOptions {
     pub received_ms: TimestampMs,
 }
 
-/// Default burst tolerance: nvidia-smi queries GPUs one after another, a few
-/// milliseconds each, and its shortest loop period (`-lms`) in common use is
-/// well above this.
-pub const DEFAULT_BURST_TOLERANCE_MS: i64 = 250;
+/// Default burst tolerance. nvidia-smi queries GPUs one after another, a few
+/// milliseconds each (an 8-GPU H100 poll spanned 18 ms), and logs are often
+/// written every 100 ms (`-lms 100`), so the tolerance must stay well below
+/// the poll period.
+pub const DEFAULT_BURST_TOLERANCE_MS: i64 = 50;
 
 impl NvidiaSmiOptions {
     pub fn new(device: DeviceId, time_zone: TimeZone, received_ms: TimestampMs) -> Self {
