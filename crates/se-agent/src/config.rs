@@ -1,0 +1,551 @@
+//! Agent configuration: a TOML file, then command-line flags over it.
+//!
+//! Every problem is collected and reported at once, so an operator fixes the
+//! file in one pass. The annotated reference is in docs/agent.md.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use se_core::DeviceId;
+
+use crate::sources::miner::DEFAULT_TREX_URL;
+use crate::sources::rapl::DEFAULT_POWERCAP_DIR;
+use crate::AgentError;
+
+/// Default time between two messages.
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(5);
+/// Shortest interval accepted.
+pub const MIN_INTERVAL: Duration = Duration::from_millis(100);
+/// Longest interval accepted.
+pub const MAX_INTERVAL: Duration = Duration::from_secs(3600);
+/// Default buffer directory, relative to the working directory.
+pub const DEFAULT_BUFFER_DIR: &str = "smart-energy-agent-data";
+/// Default buffer bound: about 55,000 messages of an 8-GPU rig, three days at 5 s.
+pub const DEFAULT_BUFFER_MAX_BYTES: u64 = 64 * 1024 * 1024;
+/// Smallest buffer bound accepted.
+pub const MIN_BUFFER_MAX_BYTES: u64 = 16 * 1024;
+/// Default number of simulated GPUs.
+pub const DEFAULT_SIMULATED_GPUS: u32 = 8;
+/// Most simulated GPUs accepted.
+pub const MAX_SIMULATED_GPUS: u32 = 64;
+/// Default MQTT port.
+pub const DEFAULT_MQTT_PORT: u16 = 1883;
+
+/// The configuration file as written. Every field is optional; flags and
+/// defaults fill the gaps.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentFile {
+    pub device: Option<String>,
+    pub site: Option<String>,
+    pub interval: Option<String>,
+    #[serde(default)]
+    pub mqtt: MqttSection,
+    #[serde(default)]
+    pub buffer: BufferSection,
+    #[serde(default)]
+    pub gpu: GpuSection,
+    #[serde(default)]
+    pub cpu: CpuSection,
+    #[serde(default)]
+    pub miner: MinerSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MqttSection {
+    pub broker: Option<String>,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub password_file: Option<PathBuf>,
+    pub keep_alive: Option<String>,
+    pub reconnect_min: Option<String>,
+    pub reconnect_max: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BufferSection {
+    pub dir: Option<PathBuf>,
+    pub max_bytes: Option<u64>,
+}
+
+/// Where GPU readings come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GpuSourceKind {
+    Nvml,
+    Simulate,
+    Off,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GpuSection {
+    pub source: Option<GpuSourceKind>,
+    pub simulated_gpus: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CpuSection {
+    pub rapl: Option<bool>,
+    pub powercap_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MinerSection {
+    pub api: Option<String>,
+    pub api_timeout: Option<String>,
+    pub stop_command: Option<Vec<String>>,
+    pub start_command: Option<Vec<String>>,
+    pub command_timeout: Option<String>,
+}
+
+/// Values given on the command line; each replaces the file's value.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub broker: Option<String>,
+    pub device: Option<String>,
+    pub site: Option<String>,
+    pub interval: Option<Duration>,
+    pub buffer_dir: Option<PathBuf>,
+    pub buffer_max_bytes: Option<u64>,
+    /// `--simulate[=GPUS]`: simulate this many GPUs.
+    pub simulate: Option<u32>,
+    pub miner_api: Option<String>,
+}
+
+/// GPU source chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GpuMode {
+    /// Real NVIDIA GPUs through NVML.
+    Nvml,
+    /// Simulated GPUs.
+    Simulate { gpus: u32 },
+    /// No GPU readings and no GPU commands.
+    Off,
+}
+
+/// MQTT connection settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MqttSettings {
+    pub host: String,
+    pub port: u16,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub keep_alive: Duration,
+    /// First wait before reconnecting; doubled after each failure up to `reconnect_max`.
+    pub reconnect_min: Duration,
+    pub reconnect_max: Duration,
+}
+
+/// Miner API and control settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MinerSettings {
+    /// T-Rex summary URL; `None` turns hashrate reading off.
+    pub api: Option<String>,
+    pub api_timeout: Duration,
+    /// Program and arguments run by `stop_miner`; no shell is involved.
+    pub stop_command: Option<Vec<String>>,
+    /// Program and arguments run by `start_miner`.
+    pub start_command: Option<Vec<String>>,
+    /// Time a miner command may run before it is killed.
+    pub command_timeout: Duration,
+}
+
+/// The complete, checked agent configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentConfig {
+    pub device: DeviceId,
+    pub site: Option<String>,
+    pub interval: Duration,
+    pub mqtt: MqttSettings,
+    pub buffer_dir: PathBuf,
+    pub buffer_max_bytes: u64,
+    pub gpu: GpuMode,
+    /// Powercap directory to read RAPL from; `None` turns CPU power off.
+    pub rapl: Option<PathBuf>,
+    pub miner: MinerSettings,
+}
+
+impl AgentConfig {
+    /// A configuration with every default, for a broker at `host:port`.
+    pub fn new(device: DeviceId, host: &str, port: u16, buffer_dir: &Path) -> AgentConfig {
+        AgentConfig {
+            device,
+            site: None,
+            interval: DEFAULT_INTERVAL,
+            mqtt: MqttSettings {
+                host: host.to_owned(),
+                port,
+                username: None,
+                password: None,
+                keep_alive: Duration::from_secs(30),
+                reconnect_min: Duration::from_secs(1),
+                reconnect_max: Duration::from_secs(30),
+            },
+            buffer_dir: buffer_dir.to_owned(),
+            buffer_max_bytes: DEFAULT_BUFFER_MAX_BYTES,
+            gpu: GpuMode::Nvml,
+            rapl: Some(PathBuf::from(DEFAULT_POWERCAP_DIR)),
+            miner: MinerSettings {
+                api: None,
+                api_timeout: Duration::from_secs(2),
+                stop_command: None,
+                start_command: None,
+                command_timeout: Duration::from_secs(60),
+            },
+        }
+    }
+}
+
+/// Parses a duration such as `5s`, `500ms` or `2m`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let span: jiff::Span = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("invalid duration {text:?}; use a number with a unit, such as 5s, 500ms or 2m"))?;
+    let signed = jiff::SignedDuration::try_from(span).map_err(|error| format!("invalid duration {text:?}: {error}"))?;
+    Duration::try_from(signed).map_err(|_| format!("invalid duration {text:?}; it must not be negative"))
+}
+
+/// Parses the configuration file text, collecting every problem.
+pub fn parse_file(text: &str) -> Result<AgentFile, Vec<String>> {
+    let table: toml::Table = toml::from_str(text).map_err(|error| vec![format!("invalid TOML: {}", error.to_string().trim_end())])?;
+    match toml::Value::Table(table.clone()).try_into::<AgentFile>() {
+        Ok(file) => Ok(file),
+        Err(whole) => {
+            let mut problems = Vec::new();
+            for (key, value) in table {
+                match value {
+                    toml::Value::Table(section) => {
+                        for (inner_key, inner_value) in section {
+                            let single = toml::Table::from_iter([(inner_key.clone(), inner_value)]);
+                            check_single(&mut problems, &format!("{key}.{inner_key}"), toml::Table::from_iter([(key.clone(), toml::Value::Table(single))]));
+                        }
+                    }
+                    other => check_single(&mut problems, &key, toml::Table::from_iter([(key.clone(), other)])),
+                }
+            }
+            if problems.is_empty() {
+                problems.push(whole.message().to_owned());
+            }
+            Err(problems)
+        }
+    }
+}
+
+/// Deserializes a document holding one key alone, to report that key's problem.
+fn check_single(problems: &mut Vec<String>, path: &str, document: toml::Table) {
+    if let Err(error) = toml::Value::Table(document).try_into::<AgentFile>() {
+        problems.push(format!("{path}: {}", error.message()));
+    }
+}
+
+/// Reads and parses the configuration file at `path`.
+pub fn load_file(path: &Path) -> Result<AgentFile, AgentError> {
+    let text = std::fs::read_to_string(path).map_err(|source| AgentError::ConfigRead { path: path.to_owned(), source })?;
+    parse_file(&text).map_err(|problems| AgentError::Config { origin: path.display().to_string(), problems })
+}
+
+/// Broker address and credentials from an `mqtt://[USER[:PASSWORD]@]HOST[:PORT]` URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerUrl {
+    pub host: String,
+    pub port: u16,
+    pub username: Option<String>,
+    pub password: Option<String>,
+}
+
+/// Parses a broker URL.
+pub fn parse_broker_url(url: &str) -> Result<BrokerUrl, String> {
+    let invalid = |reason: &str| format!("invalid broker URL {url:?}: {reason}; use mqtt://HOST:PORT");
+    let rest = url.strip_prefix("mqtt://").ok_or_else(|| invalid("the scheme must be mqtt://"))?;
+    let rest = rest.trim_end_matches('/');
+    let (credentials, host_port) = match rest.rsplit_once('@') {
+        Some((credentials, host_port)) => (Some(credentials), host_port),
+        None => (None, rest),
+    };
+    let (host, port) = match host_port.rsplit_once(':') {
+        Some((host, port)) => {
+            let port = port.parse::<u16>().ok().filter(|port| *port > 0).ok_or_else(|| invalid("the port must be a number from 1 to 65535"))?;
+            (host, port)
+        }
+        None => (host_port, DEFAULT_MQTT_PORT),
+    };
+    if host.is_empty() || host.contains('/') {
+        return Err(invalid("the host is missing"));
+    }
+    let (username, password) = match credentials.map(|credentials| credentials.split_once(':')) {
+        Some(Some((user, password))) => (Some(user.to_owned()), Some(password.to_owned())),
+        Some(None) => (credentials.map(str::to_owned), None),
+        None => (None, None),
+    };
+    Ok(BrokerUrl { host: host.to_owned(), port, username, password })
+}
+
+/// Collects problems while the configuration is resolved.
+struct Problems(Vec<String>);
+
+impl Problems {
+    fn duration(&mut self, key: &str, text: Option<&str>, default: Duration, range: (Duration, Duration)) -> Duration {
+        let Some(text) = text else { return default };
+        match parse_duration(text) {
+            Ok(duration) if duration >= range.0 && duration <= range.1 => duration,
+            Ok(_) => {
+                self.0.push(format!("{key}: {text:?} is outside {:?} to {:?}", range.0, range.1));
+                default
+            }
+            Err(error) => {
+                self.0.push(format!("{key}: {error}"));
+                default
+            }
+        }
+    }
+
+    fn argv(&mut self, key: &str, argv: Option<Vec<String>>) -> Option<Vec<String>> {
+        let argv = argv?;
+        if argv.first().is_none_or(|program| program.trim().is_empty()) {
+            self.0.push(format!("{key}: the first element must be the program to run, such as [\"systemctl\", \"stop\", \"miner\"]"));
+            return None;
+        }
+        Some(argv)
+    }
+}
+
+/// Combines the file, the flags and the defaults, and checks every value.
+pub fn resolve(file: AgentFile, overrides: Overrides, origin: &str) -> Result<AgentConfig, AgentError> {
+    let mut problems = Problems(Vec::new());
+
+    let device = match overrides.device.or(file.device) {
+        Some(device) => DeviceId::parse(&device).map_err(|error| problems.0.push(format!("device: {error}"))).ok(),
+        None => {
+            problems.0.push("device: missing; pass --device ID or set device = \"rig-01\" in the configuration file".to_owned());
+            None
+        }
+    };
+    let site = overrides.site.or(file.site);
+    if let Some(site) = &site {
+        if DeviceId::parse(site).is_err() {
+            problems.0.push(format!("site: invalid site {site:?}; use 1 to 64 characters among letters, digits, '-', '_', '.' and ':'"));
+        }
+    }
+    let interval = match overrides.interval {
+        Some(interval) if interval < MIN_INTERVAL || interval > MAX_INTERVAL => {
+            problems.0.push(format!("--interval: {interval:?} is outside {MIN_INTERVAL:?} to {MAX_INTERVAL:?}"));
+            DEFAULT_INTERVAL
+        }
+        Some(interval) => interval,
+        None => problems.duration("interval", file.interval.as_deref(), DEFAULT_INTERVAL, (MIN_INTERVAL, MAX_INTERVAL)),
+    };
+
+    let mqtt = resolve_mqtt(&mut problems, file.mqtt, overrides.broker);
+
+    let buffer_dir = overrides.buffer_dir.or(file.buffer.dir).unwrap_or_else(|| PathBuf::from(DEFAULT_BUFFER_DIR));
+    let buffer_max_bytes = overrides.buffer_max_bytes.or(file.buffer.max_bytes).unwrap_or(DEFAULT_BUFFER_MAX_BYTES);
+    if buffer_max_bytes < MIN_BUFFER_MAX_BYTES {
+        problems.0.push(format!("buffer.max_bytes: {buffer_max_bytes} is below the minimum of {MIN_BUFFER_MAX_BYTES} bytes"));
+    }
+
+    let simulated_gpus = overrides.simulate.or(file.gpu.simulated_gpus).unwrap_or(DEFAULT_SIMULATED_GPUS);
+    let gpu = match (overrides.simulate, file.gpu.source.unwrap_or(GpuSourceKind::Nvml)) {
+        (Some(_), _) | (None, GpuSourceKind::Simulate) => GpuMode::Simulate { gpus: simulated_gpus },
+        (None, GpuSourceKind::Nvml) => GpuMode::Nvml,
+        (None, GpuSourceKind::Off) => GpuMode::Off,
+    };
+    if matches!(gpu, GpuMode::Simulate { .. }) && !(1..=MAX_SIMULATED_GPUS).contains(&simulated_gpus) {
+        problems.0.push(format!("gpu.simulated_gpus: {simulated_gpus} is outside 1 to {MAX_SIMULATED_GPUS}"));
+    }
+
+    let rapl = file.cpu.rapl.unwrap_or(true).then(|| file.cpu.powercap_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_POWERCAP_DIR)));
+
+    let miner = resolve_miner(&mut problems, file.miner, overrides.miner_api);
+
+    match (problems.0.is_empty(), device) {
+        (true, Some(device)) => Ok(AgentConfig { device, site, interval, mqtt, buffer_dir, buffer_max_bytes, gpu, rapl, miner }),
+        _ => Err(AgentError::Config { origin: origin.to_owned(), problems: problems.0 }),
+    }
+}
+
+fn resolve_mqtt(problems: &mut Problems, section: MqttSection, broker: Option<String>) -> MqttSettings {
+    let url = match broker.or(section.broker) {
+        Some(url) => parse_broker_url(&url).map_err(|error| problems.0.push(format!("broker: {error}"))).ok(),
+        None => {
+            problems.0.push("broker: missing; pass --broker mqtt://HOST:PORT or set mqtt.broker in the configuration file".to_owned());
+            None
+        }
+    };
+    let url = url.unwrap_or(BrokerUrl { host: String::new(), port: DEFAULT_MQTT_PORT, username: None, password: None });
+
+    if url.username.is_some() && section.username.is_some() {
+        problems.0.push("mqtt.username: the broker URL already has a user name; set it in one place only".to_owned());
+    }
+    let username = url.username.or(section.username);
+    let file_password = match (&section.password, &section.password_file) {
+        (Some(_), Some(_)) => {
+            problems.0.push("mqtt.password_file: set mqtt.password or mqtt.password_file, not both".to_owned());
+            None
+        }
+        (Some(password), None) => Some(password.clone()),
+        (None, Some(path)) => match std::fs::read_to_string(path) {
+            Ok(text) => Some(text.trim_end_matches(['\r', '\n']).to_owned()),
+            Err(error) => {
+                problems.0.push(format!("mqtt.password_file: cannot read {}: {error}", path.display()));
+                None
+            }
+        },
+        (None, None) => None,
+    };
+    if url.password.is_some() && file_password.is_some() {
+        problems.0.push("mqtt.password: the broker URL already has a password; set it in one place only".to_owned());
+    }
+    let password = url.password.or(file_password);
+    if password.is_some() && username.is_none() {
+        problems.0.push("mqtt.username: a password needs a user name".to_owned());
+    }
+
+    let keep_alive = problems.duration("mqtt.keep_alive", section.keep_alive.as_deref(), Duration::from_secs(30), (Duration::from_secs(1), Duration::from_secs(65_535)));
+    let limits = (Duration::from_millis(10), Duration::from_secs(3600));
+    let reconnect_min = problems.duration("mqtt.reconnect_min", section.reconnect_min.as_deref(), Duration::from_secs(1), limits);
+    let reconnect_max = problems.duration("mqtt.reconnect_max", section.reconnect_max.as_deref(), Duration::from_secs(30), limits);
+    if reconnect_min > reconnect_max {
+        problems.0.push(format!("mqtt.reconnect_min: {reconnect_min:?} is longer than mqtt.reconnect_max ({reconnect_max:?})"));
+    }
+    MqttSettings { host: url.host, port: url.port, username, password, keep_alive, reconnect_min, reconnect_max }
+}
+
+fn resolve_miner(problems: &mut Problems, section: MinerSection, api: Option<String>) -> MinerSettings {
+    let api = api.or(section.api);
+    if let Some(api) = &api {
+        if !api.starts_with("http://") {
+            problems.0.push(format!("miner.api: {api:?} must be an http:// URL, such as {DEFAULT_TREX_URL}"));
+        }
+    }
+    let api_timeout = problems.duration("miner.api_timeout", section.api_timeout.as_deref(), Duration::from_secs(2), (Duration::from_millis(100), Duration::from_secs(60)));
+    let stop_command = problems.argv("miner.stop_command", section.stop_command);
+    let start_command = problems.argv("miner.start_command", section.start_command);
+    let command_timeout = problems.duration("miner.command_timeout", section.command_timeout.as_deref(), Duration::from_secs(60), (Duration::from_secs(1), Duration::from_secs(3600)));
+    MinerSettings { api, api_timeout, stop_command, start_command, command_timeout }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FULL: &str = r#"
+        device = "rig-07"
+        site = "north"
+        interval = "10s"
+
+        [mqtt]
+        broker = "mqtt://10.0.0.2:1884"
+        username = "rig-07"
+        password = "secret"
+        keep_alive = "20s"
+
+        [buffer]
+        dir = "/var/lib/smart-energy-agent"
+        max_bytes = 1048576
+
+        [gpu]
+        source = "simulate"
+        simulated_gpus = 4
+
+        [cpu]
+        rapl = false
+
+        [miner]
+        api = "http://127.0.0.1:4067/summary"
+        stop_command = ["systemctl", "stop", "t-rex"]
+        start_command = ["systemctl", "start", "t-rex"]
+    "#;
+
+    #[test]
+    fn full_file_resolves() {
+        let config = resolve(parse_file(FULL).unwrap(), Overrides::default(), "test").unwrap();
+        assert_eq!(config.device.as_str(), "rig-07");
+        assert_eq!(config.interval, Duration::from_secs(10));
+        assert_eq!(config.mqtt.host, "10.0.0.2");
+        assert_eq!(config.mqtt.port, 1884);
+        assert_eq!(config.mqtt.password.as_deref(), Some("secret"));
+        assert_eq!(config.gpu, GpuMode::Simulate { gpus: 4 });
+        assert_eq!(config.rapl, None);
+        assert_eq!(config.miner.stop_command, Some(vec!["systemctl".to_owned(), "stop".to_owned(), "t-rex".to_owned()]));
+    }
+
+    #[test]
+    fn flags_override_file() {
+        let overrides = Overrides {
+            device: Some("rig-08".to_owned()),
+            broker: Some("mqtt://127.0.0.1:2000".to_owned()),
+            interval: Some(Duration::from_millis(500)),
+            simulate: Some(2),
+            ..Overrides::default()
+        };
+        let config = resolve(parse_file(FULL).unwrap(), overrides, "test").unwrap();
+        assert_eq!(config.device.as_str(), "rig-08");
+        assert_eq!(config.mqtt.port, 2000);
+        assert_eq!(config.interval, Duration::from_millis(500));
+        assert_eq!(config.gpu, GpuMode::Simulate { gpus: 2 });
+    }
+
+    #[test]
+    fn every_unknown_key_is_reported() {
+        let text = "devise = \"x\"\n[mqtt]\nbrokr = \"mqtt://a\"\n[buffer]\nmax_bytes = \"lots\"\n[extra]\na = 1\n";
+        let problems = parse_file(text).unwrap_err();
+        assert_eq!(problems.len(), 4, "{problems:#?}");
+        assert!(problems.iter().any(|p| p.starts_with("devise:") && p.contains("unknown field")), "{problems:#?}");
+        assert!(problems.iter().any(|p| p.starts_with("mqtt.brokr:") && p.contains("unknown field")), "{problems:#?}");
+        assert!(problems.iter().any(|p| p.starts_with("buffer.max_bytes:")), "{problems:#?}");
+        assert!(problems.iter().any(|p| p.starts_with("extra.a:")), "{problems:#?}");
+    }
+
+    #[test]
+    fn every_invalid_value_is_reported() {
+        let text = "device = \"rig 1\"\ninterval = \"fast\"\n[mqtt]\nbroker = \"http://x\"\n[miner]\nstop_command = []\n";
+        let error = resolve(parse_file(text).unwrap(), Overrides::default(), "agent.toml").unwrap_err();
+        let AgentError::Config { problems, .. } = &error else { panic!("{error}") };
+        assert_eq!(problems.len(), 4, "{problems:#?}");
+        assert!(error.to_string().contains("agent.toml"));
+    }
+
+    #[test]
+    fn missing_device_and_broker_are_reported() {
+        let error = resolve(AgentFile::default(), Overrides::default(), "flags").unwrap_err();
+        let AgentError::Config { problems, .. } = error else { panic!() };
+        assert!(problems.iter().any(|p| p.contains("--device")), "{problems:#?}");
+        assert!(problems.iter().any(|p| p.contains("--broker")), "{problems:#?}");
+    }
+
+    #[test]
+    fn syntax_error_names_toml() {
+        let problems = parse_file("device = \n").unwrap_err();
+        assert!(problems[0].starts_with("invalid TOML"), "{problems:?}");
+    }
+
+    #[test]
+    fn broker_url_parses_credentials() {
+        let url = parse_broker_url("mqtt://rig:pw@broker.lan:1884").unwrap();
+        assert_eq!(url, BrokerUrl { host: "broker.lan".to_owned(), port: 1884, username: Some("rig".to_owned()), password: Some("pw".to_owned()) });
+    }
+
+    #[test]
+    fn broker_url_defaults_port() {
+        assert_eq!(parse_broker_url("mqtt://broker.lan").unwrap().port, 1883);
+    }
+
+    #[test]
+    fn broker_url_rejects_zero_port() {
+        assert!(parse_broker_url("mqtt://broker.lan:0").is_err());
+    }
+
+    #[test]
+    fn duration_accepts_units() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+    }
+}
