@@ -146,8 +146,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Every device format, with its default settings, in the order that
-/// docs/formats.md gives: a topic goes to the first decoder that accepts it.
+/// Builds one decoder per device format, with default settings, in the order
+/// that docs/formats.md gives. A topic goes to the first decoder that accepts it.
 fn default_decoders(prototype_device: DeviceId) -> anyhow::Result<Vec<Box<dyn Decoder>>> {
     Ok(vec![
         Box::new(NativeDecoder),
