@@ -13,6 +13,14 @@ pub enum StoreError {
     #[error("{what} already exists")]
     Conflict { what: String },
 
+    /// A site, user or other referenced row does not exist.
+    #[error("{what} not found")]
+    NotFound { what: String },
+
+    /// The request breaks a rule of the store, such as deleting the default site.
+    #[error("{0}")]
+    Invalid(String),
+
     /// The database engine failed; the operation may succeed if retried.
     #[error("database error during {operation}: {source}")]
     Database { operation: &'static str, source: rusqlite::Error },

@@ -66,4 +66,33 @@ pub trait Store: Send + Sync + 'static {
     /// Returns the user of an unexpired session.
     async fn session_user(&self, token_hash: &str, now_ms: TimestampMs) -> Result<Option<User>, StoreError>;
     async fn delete_session(&self, token_hash: &str) -> Result<(), StoreError>;
+
+    /// Lists every user, ordered by id.
+    async fn list_users(&self) -> Result<Vec<User>, StoreError>;
+
+    // Sites. A device without an assignment belongs to [`DEFAULT_SITE_ID`].
+
+    /// Lists every site, ordered by id; the site `default` always exists.
+    async fn list_sites(&self) -> Result<Vec<Site>, StoreError>;
+    /// Returns one site, or `None` if no site has this id.
+    async fn site(&self, site_id: &str) -> Result<Option<Site>, StoreError>;
+    /// Creates a site or replaces every field of an existing one.
+    async fn upsert_site(&self, site: &Site) -> Result<(), StoreError>;
+    /// Deletes a site; its devices go back to `default` and its owners lose
+    /// it. Returns whether the site existed. Deleting `default` fails with
+    /// [`StoreError::Invalid`].
+    async fn delete_site(&self, site_id: &str) -> Result<bool, StoreError>;
+    /// Moves a device to a site. Fails with [`StoreError::NotFound`] when the
+    /// site does not exist. The device need not have reported yet.
+    async fn assign_device(&self, device: &DeviceId, site_id: &str) -> Result<(), StoreError>;
+    /// Lists the devices of a site, ordered by id. For `default`, these are
+    /// the known devices without an assignment.
+    async fn site_devices(&self, site_id: &str) -> Result<Vec<DeviceId>, StoreError>;
+    /// Returns the site id of a device: `default` when it has no assignment.
+    async fn device_site(&self, device: &DeviceId) -> Result<String, StoreError>;
+    /// Grants (`owner = true`) or removes a user's ownership of a site.
+    /// Fails with [`StoreError::NotFound`] when the site or user does not exist.
+    async fn set_site_owner(&self, site_id: &str, user_id: i64, owner: bool) -> Result<(), StoreError>;
+    /// Lists the sites a user owns, ordered by id.
+    async fn sites_of_user(&self, user_id: i64) -> Result<Vec<Site>, StoreError>;
 }

@@ -40,6 +40,19 @@
 //!   the SHA-256 hash of the session token so a copy of the database does not
 //!   contain usable tokens. Expired rows are deleted when a session is created.
 //!
+//! - `sites(id, name, time_zone, currency, tariff_json, co2_g_per_kwh)`:
+//!   metered sites (schema version 2). `time_zone` is an IANA name, such as
+//!   `Europe/Paris`, and sets the local day of energy totals. `tariff_json`
+//!   is the tariff as the operator wrote it, validated by the web layer, or
+//!   NULL for no tariff. The migration creates the site `default` (UTC, EUR,
+//!   no tariff), which cannot be deleted.
+//! - `device_sites(device_id, site_id)`: the site of a device. A device
+//!   without a row belongs to the site `default`, so a new device is counted
+//!   somewhere before an operator assigns it. Assigning a device to `default`
+//!   deletes its row. `device_id` has no foreign key, so a device can be
+//!   assigned before it first reports.
+//! - `site_owners(site_id, user_id)`: building owners who may see a site.
+//!
 //! `PRAGMA user_version` holds the schema version. Opening applies the
 //! missing migrations and rejects a file written by a newer version.
 //!
@@ -80,7 +93,7 @@ use self::pool::ReaderPool;
 use self::write::Writer;
 use crate::{
     DeviceCounters, DeviceSummary, IngestErrorQuery, IngestErrorReport, NewUser, RawQuery,
-    SeriesPoint, SeriesQuery, Store, StoreError, StoreStats, User, WriteOutcome,
+    SeriesPoint, SeriesQuery, Site, Store, StoreError, StoreStats, User, WriteOutcome,
 };
 
 /// Number of read-only connections. Reads are short, so a few suffice for
@@ -413,5 +426,69 @@ impl Store for SqliteStore {
             writer.delete_session(&token_hash)
         })
         .await
+    }
+
+    async fn list_users(&self) -> Result<Vec<User>, StoreError> {
+        self.read("list_users", |conn| read::list_users(conn)).await
+    }
+
+    async fn list_sites(&self) -> Result<Vec<Site>, StoreError> {
+        self.read("list_sites", |conn| read::sites(conn, None)).await
+    }
+
+    async fn site(&self, site_id: &str) -> Result<Option<Site>, StoreError> {
+        let site_id = site_id.to_owned();
+        let found = self
+            .read("site", move |conn| read::sites(conn, Some(&site_id)))
+            .await?;
+        Ok(found.into_iter().next())
+    }
+
+    async fn upsert_site(&self, site: &Site) -> Result<(), StoreError> {
+        let site = site.clone();
+        self.write("upsert_site", move |writer| writer.upsert_site(&site))
+            .await
+    }
+
+    async fn delete_site(&self, site_id: &str) -> Result<bool, StoreError> {
+        let site_id = site_id.to_owned();
+        self.write("delete_site", move |writer| writer.delete_site(&site_id))
+            .await
+    }
+
+    async fn assign_device(&self, device: &DeviceId, site_id: &str) -> Result<(), StoreError> {
+        let device = device.clone();
+        let site_id = site_id.to_owned();
+        self.write("assign_device", move |writer| {
+            writer.assign_device(&device, &site_id)
+        })
+        .await
+    }
+
+    async fn site_devices(&self, site_id: &str) -> Result<Vec<DeviceId>, StoreError> {
+        let site_id = site_id.to_owned();
+        self.read("site_devices", move |conn| {
+            read::site_devices(conn, &site_id)
+        })
+        .await
+    }
+
+    async fn device_site(&self, device: &DeviceId) -> Result<String, StoreError> {
+        let device = device.clone();
+        self.read("device_site", move |conn| read::device_site(conn, &device))
+            .await
+    }
+
+    async fn set_site_owner(&self, site_id: &str, user_id: i64, owner: bool) -> Result<(), StoreError> {
+        let site_id = site_id.to_owned();
+        self.write("set_site_owner", move |writer| {
+            writer.set_site_owner(&site_id, user_id, owner)
+        })
+        .await
+    }
+
+    async fn sites_of_user(&self, user_id: i64) -> Result<Vec<Site>, StoreError> {
+        self.read("sites_of_user", move |conn| read::sites_of_user(conn, user_id))
+            .await
     }
 }

@@ -161,3 +161,21 @@ pub struct NewUser {
     pub role: Role,
     pub must_change_password: bool,
 }
+
+/// Id of the site of every device that has no assignment.
+pub const DEFAULT_SITE_ID: &str = "default";
+
+/// A metered site: a building, a farm or a room, with its own time zone and tariff.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Site {
+    pub id: String,
+    pub name: String,
+    /// IANA time zone name, such as `Europe/Paris`; sets the local day of totals.
+    pub time_zone: String,
+    /// ISO 4217 code shown when the site has no tariff.
+    pub currency: String,
+    /// Tariff JSON as the operator wrote it (format in docs/energy.md), or `None`.
+    pub tariff_json: Option<String>,
+    /// Grid emission factor in grams of CO2 per kWh; overrides the tariff's factor.
+    pub co2_g_per_kwh: Option<f64>,
+}

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use se_core::{now_ms, ChannelName, DeviceId, Metric, Reading, RejectReason, Rejection};
 use se_store::{
-    DeviceCounters, IngestErrorQuery, NewUser, RawQuery, Role, SeriesPoint, SeriesQuery,
-    SqliteStore, Store, StoreError, WriteOutcome,
+    DeviceCounters, IngestErrorQuery, NewUser, RawQuery, Role, SeriesPoint, SeriesQuery, Site,
+    SqliteStore, Store, StoreError, WriteOutcome, DEFAULT_SITE_ID,
 };
 use tempfile::TempDir;
 
@@ -1061,4 +1061,283 @@ async fn large_batch_commits() {
     );
     assert_eq!(stats.devices, 10);
     assert_eq!(stats.readings, 10_000);
+}
+
+fn site(id: &str) -> Site {
+    Site {
+        id: id.to_owned(),
+        name: format!("Site {id}"),
+        time_zone: "Africa/Tunis".to_owned(),
+        currency: "TND".to_owned(),
+        tariff_json: Some(r#"{"currency":"TND","energy":{"type":"flat","price_per_kwh":"0.2"}}"#.to_owned()),
+        co2_g_per_kwh: Some(450.0),
+    }
+}
+
+#[tokio::test]
+async fn default_site_exists_after_open() {
+    let (_dir, store) = open_temp();
+
+    let default = store.site(DEFAULT_SITE_ID).await.expect("site");
+
+    let default = default.expect("default site exists");
+    assert_eq!(default.time_zone, "UTC");
+    assert_eq!(default.currency, "EUR");
+    assert_eq!(default.tariff_json, None);
+}
+
+#[tokio::test]
+async fn upserted_site_reads_back_equal() {
+    let (_dir, store) = open_temp();
+    let mut farm = site("farm");
+    store.upsert_site(&farm).await.expect("insert");
+    farm.name = "Farm renamed".to_owned();
+    farm.tariff_json = None;
+
+    store.upsert_site(&farm).await.expect("update");
+
+    assert_eq!(store.site("farm").await.expect("site"), Some(farm.clone()));
+    let ids: Vec<String> = store
+        .list_sites()
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|site| site.id)
+        .collect();
+    assert_eq!(ids, vec!["default".to_owned(), "farm".to_owned()]);
+}
+
+#[tokio::test]
+async fn unassigned_devices_belong_to_default() {
+    let (_dir, store) = open_temp();
+    store.upsert_site(&site("farm")).await.expect("site");
+    store
+        .write_readings(&[
+            reading("rig-1", "total", Metric::Power, 1000, 5.0),
+            reading("rig-2", "total", Metric::Power, 1000, 5.0),
+        ])
+        .await
+        .expect("write");
+
+    store.assign_device(&device("rig-2"), "farm").await.expect("assign");
+
+    assert_eq!(
+        store.site_devices(DEFAULT_SITE_ID).await.expect("default devices"),
+        vec![device("rig-1")]
+    );
+    assert_eq!(
+        store.site_devices("farm").await.expect("farm devices"),
+        vec![device("rig-2")]
+    );
+    assert_eq!(store.device_site(&device("rig-2")).await.expect("site"), "farm");
+    assert_eq!(store.device_site(&device("rig-1")).await.expect("site"), DEFAULT_SITE_ID);
+}
+
+#[tokio::test]
+async fn assign_to_default_removes_assignment() {
+    let (_dir, store) = open_temp();
+    store.upsert_site(&site("farm")).await.expect("site");
+    store
+        .write_readings(&[reading("rig-1", "total", Metric::Power, 1000, 5.0)])
+        .await
+        .expect("write");
+    store.assign_device(&device("rig-1"), "farm").await.expect("assign");
+
+    store
+        .assign_device(&device("rig-1"), DEFAULT_SITE_ID)
+        .await
+        .expect("assign back");
+
+    assert_eq!(
+        store.site_devices(DEFAULT_SITE_ID).await.expect("devices"),
+        vec![device("rig-1")]
+    );
+    assert!(store.site_devices("farm").await.expect("devices").is_empty());
+}
+
+#[tokio::test]
+async fn assign_to_unknown_site_fails() {
+    let (_dir, store) = open_temp();
+
+    let result = store.assign_device(&device("rig-1"), "nowhere").await;
+
+    assert!(matches!(result, Err(StoreError::NotFound { .. })), "{result:?}");
+}
+
+#[tokio::test]
+async fn deleted_site_returns_devices_to_default() {
+    let (_dir, store) = open_temp();
+    store.upsert_site(&site("farm")).await.expect("site");
+    store
+        .write_readings(&[reading("rig-1", "total", Metric::Power, 1000, 5.0)])
+        .await
+        .expect("write");
+    store.assign_device(&device("rig-1"), "farm").await.expect("assign");
+
+    let existed = store.delete_site("farm").await.expect("delete");
+
+    assert!(existed);
+    assert_eq!(store.site("farm").await.expect("site"), None);
+    assert_eq!(store.device_site(&device("rig-1")).await.expect("site"), DEFAULT_SITE_ID);
+}
+
+#[tokio::test]
+async fn default_site_cannot_be_deleted() {
+    let (_dir, store) = open_temp();
+
+    let result = store.delete_site(DEFAULT_SITE_ID).await;
+
+    assert!(matches!(result, Err(StoreError::Invalid(_))), "{result:?}");
+}
+
+#[tokio::test]
+async fn site_owners_see_their_sites() {
+    let (_dir, store) = open_temp();
+    store.upsert_site(&site("farm")).await.expect("site");
+    store.upsert_site(&site("office")).await.expect("site");
+    let owner = store.create_user(&new_user("owner")).await.expect("user");
+    let other = store.create_user(&new_user("other")).await.expect("user");
+
+    store.set_site_owner("farm", owner.id, true).await.expect("grant");
+    store.set_site_owner("office", owner.id, true).await.expect("grant");
+    store.set_site_owner("office", owner.id, false).await.expect("revoke");
+
+    let owned: Vec<String> = store
+        .sites_of_user(owner.id)
+        .await
+        .expect("sites")
+        .into_iter()
+        .map(|site| site.id)
+        .collect();
+    assert_eq!(owned, vec!["farm".to_owned()]);
+    assert!(store.sites_of_user(other.id).await.expect("sites").is_empty());
+}
+
+#[tokio::test]
+async fn owner_of_unknown_user_fails() {
+    let (_dir, store) = open_temp();
+
+    let result = store.set_site_owner(DEFAULT_SITE_ID, 4242, true).await;
+
+    assert!(matches!(result, Err(StoreError::NotFound { .. })), "{result:?}");
+}
+
+#[tokio::test]
+async fn list_users_returns_all_by_id() {
+    let (_dir, store) = open_temp();
+    store.create_user(&new_user("bob")).await.expect("user");
+    store.create_user(&new_user("alice")).await.expect("user");
+
+    let names: Vec<String> = store
+        .list_users()
+        .await
+        .expect("users")
+        .into_iter()
+        .map(|user| user.username)
+        .collect();
+
+    assert_eq!(names, vec!["bob".to_owned(), "alice".to_owned()]);
+}
+
+/// The schema of version 1 as it shipped, frozen here so the test keeps
+/// checking the upgrade path after later migrations are added.
+const SCHEMA_V1: &str = r#"
+    CREATE TABLE devices (
+        id            TEXT PRIMARY KEY NOT NULL,
+        first_seen_ms INTEGER NOT NULL,
+        last_seen_ms  INTEGER NOT NULL,
+        online        INTEGER NULL,
+        last_seq      INTEGER NULL,
+        lost          INTEGER NOT NULL DEFAULT 0,
+        duplicates    INTEGER NOT NULL DEFAULT 0,
+        restarts      INTEGER NOT NULL DEFAULT 0
+    );
+
+    CREATE TABLE series (
+        id            INTEGER PRIMARY KEY,
+        device_id     TEXT NOT NULL REFERENCES devices(id),
+        channel       TEXT NOT NULL,
+        metric        TEXT NOT NULL,
+        reading_count INTEGER NOT NULL DEFAULT 0,
+        UNIQUE (device_id, channel, metric)
+    );
+
+    CREATE TABLE readings (
+        series_id INTEGER NOT NULL,
+        ts_ms     INTEGER NOT NULL,
+        value     REAL NOT NULL,
+        PRIMARY KEY (series_id, ts_ms)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE latest (
+        series_id INTEGER PRIMARY KEY,
+        ts_ms     INTEGER NOT NULL,
+        value     REAL NOT NULL
+    );
+
+    CREATE TABLE ingest_errors (
+        id        INTEGER PRIMARY KEY,
+        at_ms     INTEGER NOT NULL,
+        device_id TEXT NULL,
+        topic     TEXT NOT NULL,
+        field     TEXT NULL,
+        value     TEXT NOT NULL,
+        reason    TEXT NOT NULL,
+        detail    TEXT NOT NULL
+    );
+
+    CREATE TABLE ingest_error_counts (
+        device_id  TEXT NOT NULL DEFAULT '',
+        reason     TEXT NOT NULL,
+        count      INTEGER NOT NULL,
+        last_at_ms INTEGER NOT NULL,
+        PRIMARY KEY (device_id, reason)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE users (
+        id                   INTEGER PRIMARY KEY,
+        username             TEXT NOT NULL UNIQUE COLLATE NOCASE,
+        password_hash        TEXT NOT NULL,
+        role                 TEXT NOT NULL,
+        must_change_password INTEGER NOT NULL,
+        created_ms           INTEGER NOT NULL
+    );
+
+    CREATE TABLE sessions (
+        token_hash TEXT PRIMARY KEY NOT NULL,
+        user_id    INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        expires_ms INTEGER NOT NULL
+    ) WITHOUT ROWID;
+
+    CREATE INDEX sessions_by_expiry ON sessions (expires_ms);
+    "#;
+
+#[tokio::test]
+async fn version_one_file_migrates() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    {
+        let conn = rusqlite::Connection::open(dir.path().join(SqliteStore::FILE_NAME))
+            .expect("create file");
+        conn.execute_batch(SCHEMA_V1).expect("v1 schema");
+        conn.execute(
+            "INSERT INTO devices (id, first_seen_ms, last_seen_ms) VALUES ('old-rig', 1, 2)",
+            [],
+        )
+        .expect("v1 device");
+        conn.pragma_update(None, "user_version", 1).expect("set version");
+    }
+
+    let store = SqliteStore::open(dir.path()).expect("v1 file opens");
+
+    let conn =
+        rusqlite::Connection::open(dir.path().join(SqliteStore::FILE_NAME)).expect("open file");
+    let version: i64 = conn
+        .pragma_query_value(None, "user_version", |row| row.get(0))
+        .expect("version");
+    assert_eq!(version, SqliteStore::SCHEMA_VERSION);
+    assert!(store.site(DEFAULT_SITE_ID).await.expect("site").is_some());
+    assert_eq!(
+        store.site_devices(DEFAULT_SITE_ID).await.expect("devices"),
+        vec![device("old-rig")]
+    );
 }

@@ -127,6 +127,24 @@ pub enum ApiError {
         min: u64,
         max: u64,
     },
+    #[error("invalid site id {value:?}")]
+    InvalidSiteId { value: String },
+    #[error("site {value:?} not found")]
+    SiteNotFound { value: String },
+    #[error("invalid time zone {value:?}")]
+    InvalidTimeZone { value: String },
+    #[error("invalid currency {value:?}")]
+    InvalidCurrency { value: String },
+    #[error("invalid site name")]
+    InvalidSiteName,
+    #[error("invalid CO2 factor {value}")]
+    InvalidCo2Factor { value: String },
+    #[error("invalid tariff: {detail}")]
+    InvalidTariff { detail: String },
+    #[error("invalid period {value:?}")]
+    InvalidPeriod { value: String },
+    #[error("energy accounting failed: {detail}")]
+    Energy { detail: String },
     #[error("unknown language {value:?}")]
     UnknownLanguage { value: String },
     #[error("no API route {value}")]
@@ -169,10 +187,16 @@ impl ApiError {
         match self {
             NotAuthenticated | BadCredentials => StatusCode::UNAUTHORIZED,
             Forbidden { .. } | PasswordChangeRequired => StatusCode::FORBIDDEN,
-            DeviceNotFound { .. } | UnknownLanguage { .. } | RouteNotFound { .. } => {
+            DeviceNotFound { .. }
+            | SiteNotFound { .. }
+            | UnknownLanguage { .. }
+            | RouteNotFound { .. } => {
                 StatusCode::NOT_FOUND
             }
             Store(StoreError::Conflict { .. }) => StatusCode::CONFLICT,
+            Store(StoreError::NotFound { .. }) => StatusCode::NOT_FOUND,
+            Store(StoreError::Invalid(_)) => StatusCode::BAD_REQUEST,
+            Energy { .. } => StatusCode::INTERNAL_SERVER_ERROR,
             Store(StoreError::Database { .. } | StoreError::Worker(_)) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -206,9 +230,20 @@ impl ApiError {
             RangeAndBounds => "range_and_bounds",
             EmptyTimeSpan { .. } => "empty_time_span",
             InvalidNumber { .. } => "invalid_number",
+            InvalidSiteId { .. } => "invalid_site_id",
+            SiteNotFound { .. } => "site_not_found",
+            InvalidTimeZone { .. } => "invalid_time_zone",
+            InvalidCurrency { .. } => "invalid_currency",
+            InvalidSiteName => "invalid_site_name",
+            InvalidCo2Factor { .. } => "invalid_co2_factor",
+            InvalidTariff { .. } => "invalid_tariff",
+            InvalidPeriod { .. } => "invalid_period",
+            Energy { .. } => "energy_failed",
             UnknownLanguage { .. } => "unknown_language",
             RouteNotFound { .. } => "route_not_found",
             Store(StoreError::Conflict { .. }) => "conflict",
+            Store(StoreError::NotFound { .. }) => "not_found",
+            Store(StoreError::Invalid(_)) => "store_rule",
             Store(StoreError::Database { .. } | StoreError::Worker(_)) => "store_unavailable",
             Store(_) | Internal(_) => "internal",
         }
@@ -258,7 +293,17 @@ impl ApiError {
                 vec![("value", quoted(value)), ("valid", valid)]
             }
             RouteNotFound { value } => vec![("value", value.clone())],
-            Store(StoreError::Conflict { what }) => vec![("value", what.clone())],
+            Store(StoreError::Conflict { what }) | Store(StoreError::NotFound { what }) => {
+                vec![("value", what.clone())]
+            }
+            Store(StoreError::Invalid(detail)) => vec![("detail", detail.clone())],
+            InvalidSiteId { value }
+            | SiteNotFound { value }
+            | InvalidTimeZone { value }
+            | InvalidCurrency { value }
+            | InvalidPeriod { value } => vec![("value", quoted(value))],
+            InvalidCo2Factor { value } => vec![("value", value.clone())],
+            InvalidTariff { detail } | Energy { detail } => vec![("detail", detail.clone())],
             _ => Vec::new(),
         }
     }

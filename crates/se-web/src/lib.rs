@@ -20,6 +20,7 @@ mod i18n;
 mod live;
 mod pages;
 mod params;
+mod sites;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -28,7 +29,7 @@ use axum::extract::Request;
 use axum::http::{header, HeaderValue, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::Router;
 use se_core::Lang;
 use se_store::Store;
@@ -91,6 +92,7 @@ pub fn router(state: WebState) -> Router {
         .route("/", get(pages::dashboard_page))
         .route("/devices/{id}", get(pages::device_page))
         .route("/ingest-errors", get(pages::ingest_errors_page))
+        .route("/admin/sites", get(pages::admin_sites_page))
         .route("/password", get(pages::password_page))
         .route("/login", get(pages::login_page))
         .route("/assets/{*path}", get(pages::asset))
@@ -128,6 +130,9 @@ fn api_router(state: &WebState) -> Router<WebState> {
         .route("/devices/{id}/readings", get(api::readings))
         .route("/ingest/errors", get(api::ingest_errors))
         .route("/stats", get(api::stats))
+        .route("/sites", get(sites::list_sites))
+        .route("/sites/{id}", get(sites::get_site))
+        .route("/sites/{id}/energy", get(sites::site_energy))
         .route("/live", get(live::live))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
@@ -137,6 +142,9 @@ fn api_router(state: &WebState) -> Router<WebState> {
     // Layers run outside in, so the session check runs before the role check.
     let admin = Router::new()
         .route("/users", get(api::users))
+        .route("/sites/{id}", put(sites::put_site))
+        .route("/sites/{id}/tariff", put(sites::put_tariff))
+        .route("/devices/{id}/site", put(sites::put_device_site))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_admin))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),

@@ -76,6 +76,15 @@ pub(crate) async fn ingest_errors_page(
     protected_page(&state, &headers, "ingest-errors.html").await
 }
 
+/// `GET /admin/sites`: a building owner is sent to the dashboard, as the
+/// API routes behind the page would refuse them.
+pub(crate) async fn admin_sites_page(State(state): State<WebState>, headers: HeaderMap) -> Response {
+    match session_user(&state, &headers).await {
+        Ok(Some(user)) if user.role != se_store::Role::Admin => Redirect::to("/").into_response(),
+        _ => protected_page(&state, &headers, "admin-sites.html").await,
+    }
+}
+
 pub(crate) async fn password_page(State(state): State<WebState>, headers: HeaderMap) -> Response {
     match session_user(&state, &headers).await {
         Ok(Some(_)) => embedded("password.html", &headers),
@@ -110,6 +119,7 @@ mod tests {
             "ingest-errors.html",
             "login.html",
             "password.html",
+            "admin-sites.html",
         ] {
             assert!(Assets::get(page).is_some(), "{page} missing");
         }

@@ -11,8 +11,8 @@ use super::convert::{
 };
 use crate::{
     DeviceCounters, DeviceSummary, IngestErrorCount, IngestErrorQuery, IngestErrorRecord,
-    IngestErrorReport, LatestValue, RawQuery, SeriesPoint, SeriesQuery, StoreError, StoreStats,
-    User,
+    IngestErrorReport, LatestValue, RawQuery, SeriesPoint, SeriesQuery, Site, StoreError,
+    StoreStats, User, DEFAULT_SITE_ID,
 };
 
 /// Rows returned by `ingest_errors` when the query gives no limit.
@@ -441,6 +441,61 @@ pub(super) fn session_user(
     row.map(|row| user_from_row(OP, row)).transpose()
 }
 
+pub(super) fn list_users(conn: &Connection) -> Result<Vec<User>, StoreError> {
+    const OP: &str = "list_users";
+    let rows = conn
+        .prepare_cached(SELECT_USERS)
+        .and_then(|mut select| select.query_map([], user_row)?.collect::<Result<Vec<_>, _>>())
+        .map_err(db(OP))?;
+    rows.into_iter().map(|row| user_from_row(OP, row)).collect()
+}
+
+fn site_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Site> {
+    Ok(Site {
+        id: row.get(0)?,
+        name: row.get(1)?,
+        time_zone: row.get(2)?,
+        currency: row.get(3)?,
+        tariff_json: row.get(4)?,
+        co2_g_per_kwh: row.get(5)?,
+    })
+}
+
+/// Lists every site, or only the one with id `only`.
+pub(super) fn sites(conn: &Connection, only: Option<&str>) -> Result<Vec<Site>, StoreError> {
+    conn.prepare_cached(SELECT_SITES)
+        .and_then(|mut select| select.query_map([only], site_row)?.collect())
+        .map_err(db("sites"))
+}
+
+pub(super) fn sites_of_user(conn: &Connection, user_id: i64) -> Result<Vec<Site>, StoreError> {
+    conn.prepare_cached(SELECT_SITES_OF_USER)
+        .and_then(|mut select| select.query_map([user_id], site_row)?.collect())
+        .map_err(db("sites_of_user"))
+}
+
+pub(super) fn site_devices(conn: &Connection, site_id: &str) -> Result<Vec<DeviceId>, StoreError> {
+    const OP: &str = "site_devices";
+    let sql = if site_id == DEFAULT_SITE_ID {
+        SELECT_UNASSIGNED_DEVICES
+    } else {
+        SELECT_SITE_DEVICES
+    };
+    let ids: Vec<String> = conn
+        .prepare_cached(sql)
+        .and_then(|mut select| select.query_map([site_id], |row| row.get(0))?.collect())
+        .map_err(db(OP))?;
+    ids.iter().map(|id| device_from_sql(OP, id)).collect()
+}
+
+pub(super) fn device_site(conn: &Connection, device: &DeviceId) -> Result<String, StoreError> {
+    let site: Option<String> = conn
+        .prepare_cached("SELECT site_id FROM device_sites WHERE device_id = ?1")
+        .and_then(|mut select| select.query_row([device.as_str()], |row| row.get(0)).optional())
+        .map_err(db("device_site"))?;
+    Ok(site.unwrap_or_else(|| DEFAULT_SITE_ID.to_owned()))
+}
+
 // `?1 IS NULL OR ...` makes one statement serve both "all devices" and "one device".
 const SELECT_DEVICES: &str = "
     SELECT id, first_seen_ms, last_seen_ms, online, last_seq, lost, duplicates, restarts
@@ -507,3 +562,24 @@ const SELECT_SESSION_USER: &str = "
     SELECT u.id, u.username, u.password_hash, u.role, u.must_change_password
     FROM sessions s JOIN users u ON u.id = s.user_id
     WHERE s.token_hash = ?1 AND s.expires_ms > ?2";
+
+const SELECT_USERS: &str =
+    "SELECT id, username, password_hash, role, must_change_password FROM users ORDER BY id";
+
+const SELECT_SITES: &str = "
+    SELECT id, name, time_zone, currency, tariff_json, co2_g_per_kwh
+    FROM sites WHERE ?1 IS NULL OR id = ?1 ORDER BY id";
+
+const SELECT_SITES_OF_USER: &str = "
+    SELECT s.id, s.name, s.time_zone, s.currency, s.tariff_json, s.co2_g_per_kwh
+    FROM sites s JOIN site_owners o ON o.site_id = s.id
+    WHERE o.user_id = ?1 ORDER BY s.id";
+
+const SELECT_SITE_DEVICES: &str =
+    "SELECT device_id FROM device_sites WHERE site_id = ?1 ORDER BY device_id";
+
+// `?1` is always 'default' here; it keeps both statements on one parameter list.
+const SELECT_UNASSIGNED_DEVICES: &str = "
+    SELECT d.id FROM devices d
+    WHERE NOT EXISTS (SELECT 1 FROM device_sites a WHERE a.device_id = d.id AND a.site_id <> ?1)
+    ORDER BY d.id";

@@ -79,6 +79,35 @@ const MIGRATIONS: &[&str] = &[
 
     CREATE INDEX sessions_by_expiry ON sessions (expires_ms);
     "#,
+    // Version 2: sites, the site of each device and the owners of each site.
+    // A device without a `device_sites` row belongs to the site `default`.
+    r#"
+    CREATE TABLE sites (
+        id            TEXT PRIMARY KEY NOT NULL,
+        name          TEXT NOT NULL,
+        time_zone     TEXT NOT NULL,
+        currency      TEXT NOT NULL,
+        tariff_json   TEXT NULL,
+        co2_g_per_kwh REAL NULL
+    );
+
+    INSERT INTO sites (id, name, time_zone, currency) VALUES ('default', 'Default site', 'UTC', 'EUR');
+
+    CREATE TABLE device_sites (
+        device_id TEXT PRIMARY KEY NOT NULL,
+        site_id   TEXT NOT NULL REFERENCES sites(id) ON DELETE CASCADE
+    ) WITHOUT ROWID;
+
+    CREATE INDEX device_sites_by_site ON device_sites (site_id);
+
+    CREATE TABLE site_owners (
+        site_id TEXT NOT NULL REFERENCES sites(id) ON DELETE CASCADE,
+        user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        PRIMARY KEY (site_id, user_id)
+    ) WITHOUT ROWID;
+
+    CREATE INDEX site_owners_by_user ON site_owners (user_id);
+    "#,
 ];
 
 /// Highest schema version this binary can read and write.

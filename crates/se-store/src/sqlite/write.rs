@@ -8,7 +8,7 @@ use tracing::warn;
 
 use super::convert::{count_to_sql, db, is_unique_violation, seq_to_sql};
 use super::read::user_by_id;
-use crate::{DeviceCounters, NewUser, StoreError, User, WriteOutcome};
+use crate::{DeviceCounters, NewUser, Site, StoreError, User, WriteOutcome, DEFAULT_SITE_ID};
 
 /// Rows kept in `ingest_errors`; older rows are deleted as new ones arrive.
 pub(crate) const MAX_INGEST_ERRORS: i64 = 10_000;
@@ -343,6 +343,98 @@ impl Writer {
     }
 }
 
+impl Writer {
+    pub(super) fn upsert_site(&mut self, site: &Site) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached(UPSERT_SITE)
+            .and_then(|mut upsert| {
+                upsert.execute(params![
+                    site.id,
+                    site.name,
+                    site.time_zone,
+                    site.currency,
+                    site.tariff_json,
+                    site.co2_g_per_kwh
+                ])
+            })
+            .map_err(db("upsert_site"))?;
+        Ok(())
+    }
+
+    /// Returns whether the site existed. Its `device_sites` and
+    /// `site_owners` rows go with it (ON DELETE CASCADE), so its devices
+    /// fall back to `default`.
+    pub(super) fn delete_site(&mut self, site_id: &str) -> Result<bool, StoreError> {
+        if site_id == DEFAULT_SITE_ID {
+            return Err(StoreError::Invalid(format!(
+                "the site {DEFAULT_SITE_ID:?} cannot be deleted because unassigned devices belong to it; rename it instead"
+            )));
+        }
+        let deleted = self
+            .conn
+            .prepare_cached("DELETE FROM sites WHERE id = ?1")
+            .and_then(|mut delete| delete.execute([site_id]))
+            .map_err(db("delete_site"))?;
+        Ok(deleted > 0)
+    }
+
+    pub(super) fn assign_device(&mut self, device: &DeviceId, site_id: &str) -> Result<(), StoreError> {
+        const OP: &str = "assign_device";
+        let tx = self.begin(OP)?;
+        let exists = tx
+            .prepare_cached("SELECT 1 FROM sites WHERE id = ?1")
+            .and_then(|mut select| select.exists([site_id]))
+            .map_err(db(OP))?;
+        if !exists {
+            return Err(StoreError::NotFound {
+                what: format!("site {site_id:?}"),
+            });
+        }
+        if site_id == DEFAULT_SITE_ID {
+            tx.prepare_cached("DELETE FROM device_sites WHERE device_id = ?1")
+                .and_then(|mut delete| delete.execute([device.as_str()]))
+                .map_err(db(OP))?;
+        } else {
+            tx.prepare_cached(UPSERT_DEVICE_SITE)
+                .and_then(|mut upsert| upsert.execute([device.as_str(), site_id]))
+                .map_err(db(OP))?;
+        }
+        tx.commit().map_err(db(OP))
+    }
+
+    pub(super) fn set_site_owner(&mut self, site_id: &str, user_id: i64, owner: bool) -> Result<(), StoreError> {
+        const OP: &str = "set_site_owner";
+        let tx = self.begin(OP)?;
+        let site_exists = tx
+            .prepare_cached("SELECT 1 FROM sites WHERE id = ?1")
+            .and_then(|mut select| select.exists([site_id]))
+            .map_err(db(OP))?;
+        if !site_exists {
+            return Err(StoreError::NotFound {
+                what: format!("site {site_id:?}"),
+            });
+        }
+        let user_exists = tx
+            .prepare_cached("SELECT 1 FROM users WHERE id = ?1")
+            .and_then(|mut select| select.exists([user_id]))
+            .map_err(db(OP))?;
+        if !user_exists {
+            return Err(StoreError::NotFound {
+                what: format!("user {user_id}"),
+            });
+        }
+        let sql = if owner {
+            "INSERT OR IGNORE INTO site_owners (site_id, user_id) VALUES (?1, ?2)"
+        } else {
+            "DELETE FROM site_owners WHERE site_id = ?1 AND user_id = ?2"
+        };
+        tx.prepare_cached(sql)
+            .and_then(|mut statement| statement.execute(params![site_id, user_id]))
+            .map_err(db(OP))?;
+        tx.commit().map_err(db(OP))
+    }
+}
+
 fn find_or_create_series(tx: &Transaction<'_>, reading: &Reading) -> Result<i64, StoreError> {
     const OP: &str = "write_readings (series lookup)";
     let key = params![
@@ -432,3 +524,17 @@ const INSERT_SESSION: &str =
     "INSERT INTO sessions (token_hash, user_id, expires_ms) VALUES (?1, ?2, ?3)";
 
 const DELETE_SESSION: &str = "DELETE FROM sessions WHERE token_hash = ?1";
+
+const UPSERT_SITE: &str = "
+    INSERT INTO sites (id, name, time_zone, currency, tariff_json, co2_g_per_kwh)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+    ON CONFLICT (id) DO UPDATE SET
+        name = excluded.name,
+        time_zone = excluded.time_zone,
+        currency = excluded.currency,
+        tariff_json = excluded.tariff_json,
+        co2_g_per_kwh = excluded.co2_g_per_kwh";
+
+const UPSERT_DEVICE_SITE: &str = "
+    INSERT INTO device_sites (device_id, site_id) VALUES (?1, ?2)
+    ON CONFLICT (device_id) DO UPDATE SET site_id = excluded.site_id";

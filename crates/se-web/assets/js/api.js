@@ -11,16 +11,16 @@ export class ApiError extends Error {
   }
 }
 
-async function request(method, path, body) {
+async function request(method, path, body, rawText = false) {
   const headers = { "Accept": "application/json", "Accept-Language": currentLang() };
-  if (body !== undefined) headers["Content-Type"] = "application/json";
+  if (body !== undefined) headers["Content-Type"] = rawText ? "text/plain" : "application/json";
   let response;
   try {
     response = await fetch(path, {
       method,
       headers,
       credentials: "same-origin",
-      body: body === undefined ? undefined : JSON.stringify(body),
+      body: body === undefined ? undefined : rawText ? body : JSON.stringify(body),
     });
   } catch (_) {
     throw new ApiError(0, "network", t("common.network_error"));
@@ -47,3 +47,6 @@ async function request(method, path, body) {
 
 export const apiGet = (path) => request("GET", path);
 export const apiPost = (path, body) => request("POST", path, body ?? {});
+export const apiPut = (path, body) => request("PUT", path, body ?? {});
+// Sends `text` as the body unchanged, for bodies the server parses itself (tariff JSON).
+export const apiPutText = (path, text) => request("PUT", path, text, true);

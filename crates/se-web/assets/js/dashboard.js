@@ -78,10 +78,48 @@ function applyUpdate(update) {
   renderSummary();
 }
 
+// Site cards: today's energy, cost and CO2 of each visible site.
+const SITE_REFRESH_MS = 45_000;
+let siteCards = [];
+
+function siteCard({ site, energy }) {
+  const kwh = energy.known
+    ? formatValue(energy.kwh, "kWh", 2)
+    : t("site.kwh_partial", { value: formatValue(energy.kwh, "kWh", 2) });
+  const cost = energy.cost
+    ? `${formatNumber(Number(energy.cost.total), 2)} ${energy.cost.currency}`
+    : t("site.no_tariff");
+  const co2 = energy.co2_kg === null ? t("common.none") : formatValue(energy.co2_kg, "kg", 1);
+  return h("div", { class: "stat site-card", "data-site": site.id },
+    h("span", { class: "stat-label" }, t("site.today", { name: site.name })),
+    h("span", { class: "stat-value", "data-field": "kwh" }, kwh),
+    h("span", { class: "stat-label", "data-field": "cost" }, t("site.cost", { value: cost })),
+    h("span", { class: "stat-label", "data-field": "co2" }, t("site.co2", { value: co2 })),
+    energy.known ? null : h("span", { class: "badge badge-unknown", "data-field": "unknown" }, t("site.unknown")));
+}
+
+function renderSites() {
+  fill(document.getElementById("site-cards"), siteCards.map(siteCard));
+}
+
+async function loadSites() {
+  const sites = await apiGet("/api/v1/sites");
+  const cards = [];
+  for (const site of sites) {
+    const energy = await apiGet(`/api/v1/sites/${encodeURIComponent(site.id)}/energy?period=today`);
+    cards.push({ site, energy });
+  }
+  siteCards = cards;
+  renderSites();
+}
+
 async function main() {
   await initPage({ active: "dashboard", titleKey: "dashboard.title" });
   await load();
+  await loadSites();
   onLangChange(render);
+  onLangChange(renderSites);
+  setInterval(() => loadSites().catch(showFatal), SITE_REFRESH_MS);
   // Relative times ("5 s ago") age while the page stays open.
   setInterval(() => {
     for (const device of devices.values()) {

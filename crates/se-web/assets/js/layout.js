@@ -85,6 +85,11 @@ export async function initPage({ active = null, titleKey = null, withNav = true 
   if (withNav) {
     const me = await apiGet("/api/v1/auth/me");
     user = me.user;
+    const nav = document.querySelector(".main-nav");
+    if (nav && user?.role === "admin") {
+      nav.append(h("a", { href: "/admin/sites", id: "nav-admin-sites", "data-i18n": "nav.admin_sites",
+        "aria-current": active === "admin-sites" ? "page" : null }, t("nav.admin_sites")));
+    }
   }
   document.body.classList.remove("loading");
   return user;

@@ -1,0 +1,551 @@
+//! Sites under `/api/v1/sites`: listing with role-based visibility, settings
+//! and tariffs (admin only), device assignment, and energy per site.
+//!
+//! Energy and cost are computed on request from the stored readings by
+//! se-energy, so a changed tariff applies to past periods at once.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::request::Parts;
+use axum::http::StatusCode;
+use axum::Json;
+use jiff::tz::TimeZone;
+use se_core::{now_ms, ChannelName, DeviceId, Metric, Reading, TimestampMs};
+use se_energy::{
+    counter_energy, period_of, power_energy, CostBreakdown, CounterConfig, CounterSample,
+    EnergyPiece, Period, PowerConfig, PowerSample, Tariff, UnknownCause, Window,
+};
+use se_store::{RawQuery, Role, Site};
+use serde::{Deserialize, Serialize};
+
+use crate::auth::{AdminUser, CurrentUser};
+use crate::error::ApiError;
+use crate::extract::{ApiJson, ApiQuery, DevicePath};
+use crate::{params, WebState};
+
+/// Maximum length of a site id, in characters.
+const MAX_SITE_ID_CHARS: usize = 64;
+/// Maximum length of a site name, in characters.
+const MAX_SITE_NAME_CHARS: usize = 200;
+/// Maximum accepted grid emission factor, in g/kWh. Coal-fired grids are roughly 1000 (an estimate), so higher values are typos.
+const MAX_CO2_G_PER_KWH: f64 = 5000.0;
+/// How far before a period readings are fetched, so the last power sample
+/// before the period can hold into it and a counter has a base value.
+const LOOKBACK_MS: i64 = 3_600_000;
+
+/// The `{id}` segment of a site route, validated as a site id.
+pub struct SitePath(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for SitePath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Path(raw) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|rejection| ApiError::InvalidSiteId {
+                value: rejection.body_text(),
+            })?;
+        site_id(&raw).map(SitePath)
+    }
+}
+
+/// Checks a site id: 1 to 64 ASCII letters, digits, `-` or `_`.
+pub(crate) fn site_id(value: &str) -> Result<String, ApiError> {
+    let valid = !value.is_empty()
+        && value.chars().count() <= MAX_SITE_ID_CHARS
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if valid {
+        Ok(value.to_owned())
+    } else {
+        Err(ApiError::InvalidSiteId {
+            value: value.to_owned(),
+        })
+    }
+}
+
+fn time_zone(name: &str) -> Result<TimeZone, ApiError> {
+    TimeZone::get(name).map_err(|_| ApiError::InvalidTimeZone {
+        value: name.to_owned(),
+    })
+}
+
+/// A site with its devices, as the API returns it.
+#[derive(Serialize)]
+pub(crate) struct SiteView {
+    #[serde(flatten)]
+    site: Site,
+    devices: Vec<DeviceId>,
+}
+
+async fn site_view(state: &WebState, site: Site) -> Result<SiteView, ApiError> {
+    let devices = state.store.site_devices(&site.id).await?;
+    Ok(SiteView { site, devices })
+}
+
+/// Returns a site the user may see. A building owner gets the same 404 for
+/// a site that is not theirs as for a missing one, so ids do not leak.
+async fn visible_site(state: &WebState, user: &CurrentUser, id: &str) -> Result<Site, ApiError> {
+    let not_found = || ApiError::SiteNotFound {
+        value: id.to_owned(),
+    };
+    let site = state.store.site(id).await?.ok_or_else(not_found)?;
+    if user.role == Role::Admin {
+        return Ok(site);
+    }
+    let owned = state.store.sites_of_user(user.id).await?;
+    if owned.iter().any(|owned| owned.id == site.id) {
+        Ok(site)
+    } else {
+        Err(not_found())
+    }
+}
+
+/// `GET /api/v1/sites`: every site for an admin, owned sites for a building owner.
+pub(crate) async fn list_sites(
+    State(state): State<WebState>,
+    user: CurrentUser,
+) -> Result<Json<Vec<SiteView>>, ApiError> {
+    let sites = match user.role {
+        Role::Admin => state.store.list_sites().await?,
+        Role::BuildingOwner => state.store.sites_of_user(user.id).await?,
+    };
+    let mut views = Vec::with_capacity(sites.len());
+    for site in sites {
+        views.push(site_view(&state, site).await?);
+    }
+    Ok(Json(views))
+}
+
+/// `GET /api/v1/sites/{id}`
+pub(crate) async fn get_site(
+    State(state): State<WebState>,
+    user: CurrentUser,
+    SitePath(id): SitePath,
+) -> Result<Json<SiteView>, ApiError> {
+    let site = visible_site(&state, &user, &id).await?;
+    Ok(Json(site_view(&state, site).await?))
+}
+
+/// Body of `PUT /api/v1/sites/{id}`. The tariff has its own route.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SiteSettings {
+    name: String,
+    time_zone: String,
+    currency: String,
+    #[serde(default)]
+    co2_g_per_kwh: Option<f64>,
+}
+
+fn validate_settings(settings: &SiteSettings) -> Result<(), ApiError> {
+    let name_chars = settings.name.trim().chars().count();
+    if name_chars == 0 || name_chars > MAX_SITE_NAME_CHARS {
+        return Err(ApiError::InvalidSiteName);
+    }
+    time_zone(&settings.time_zone)?;
+    let currency_valid =
+        settings.currency.len() == 3 && settings.currency.chars().all(|c| c.is_ascii_uppercase());
+    if !currency_valid {
+        return Err(ApiError::InvalidCurrency {
+            value: settings.currency.clone(),
+        });
+    }
+    if let Some(factor) = settings.co2_g_per_kwh {
+        if !(factor.is_finite() && (0.0..=MAX_CO2_G_PER_KWH).contains(&factor)) {
+            return Err(ApiError::InvalidCo2Factor {
+                value: factor.to_string(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// `PUT /api/v1/sites/{id}` (admin): creates the site or replaces its
+/// settings, keeping its tariff.
+pub(crate) async fn put_site(
+    State(state): State<WebState>,
+    AdminUser(_admin): AdminUser,
+    SitePath(id): SitePath,
+    ApiJson(settings): ApiJson<SiteSettings>,
+) -> Result<Json<SiteView>, ApiError> {
+    validate_settings(&settings)?;
+    let tariff_json = state.store.site(&id).await?.and_then(|site| site.tariff_json);
+    let site = Site {
+        id,
+        name: settings.name.trim().to_owned(),
+        time_zone: settings.time_zone,
+        currency: settings.currency,
+        tariff_json,
+        co2_g_per_kwh: settings.co2_g_per_kwh,
+    };
+    state.store.upsert_site(&site).await?;
+    tracing::info!(site_id = %site.id, "site settings saved");
+    Ok(Json(site_view(&state, site).await?))
+}
+
+/// `PUT /api/v1/sites/{id}/tariff` (admin): the body is the tariff JSON
+/// (format in docs/energy.md), or empty or `null` to remove the tariff. The
+/// site takes the tariff's currency, so costs and the site agree.
+pub(crate) async fn put_tariff(
+    State(state): State<WebState>,
+    AdminUser(_admin): AdminUser,
+    SitePath(id): SitePath,
+    body: Bytes,
+) -> Result<Json<SiteView>, ApiError> {
+    let mut site = state
+        .store
+        .site(&id)
+        .await?
+        .ok_or(ApiError::SiteNotFound { value: id.clone() })?;
+    let text = std::str::from_utf8(&body).map_err(|_| ApiError::InvalidTariff {
+        detail: "the body is not UTF-8 text".to_owned(),
+    })?;
+    let trimmed = text.trim();
+    if trimmed.is_empty() || trimmed == "null" {
+        site.tariff_json = None;
+    } else {
+        let tariff = Tariff::from_json(trimmed).map_err(|error| ApiError::InvalidTariff {
+            detail: match error {
+                se_energy::EnergyError::InvalidTariff { problems } => problems.join("; "),
+                other => other.to_string(),
+            },
+        })?;
+        site.currency = tariff.currency.clone();
+        site.tariff_json = Some(trimmed.to_owned());
+    }
+    state.store.upsert_site(&site).await?;
+    tracing::info!(site_id = %site.id, has_tariff = site.tariff_json.is_some(), "site tariff saved");
+    Ok(Json(site_view(&state, site).await?))
+}
+
+/// Body of `PUT /api/v1/devices/{id}/site`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DeviceSiteBody {
+    site: String,
+}
+
+/// `PUT /api/v1/devices/{id}/site` (admin): moves a device to a site;
+/// `default` removes its assignment.
+pub(crate) async fn put_device_site(
+    State(state): State<WebState>,
+    AdminUser(_admin): AdminUser,
+    DevicePath(device): DevicePath,
+    ApiJson(body): ApiJson<DeviceSiteBody>,
+) -> Result<StatusCode, ApiError> {
+    let site = site_id(&body.site)?;
+    if state.store.site(&site).await?.is_none() {
+        return Err(ApiError::SiteNotFound { value: site });
+    }
+    state.store.assign_device(&device, &site).await?;
+    tracing::info!(device_id = %device, site_id = %site, "device assigned to site");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+pub(crate) struct EnergyParams {
+    period: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+}
+
+/// A span of unknown energy of one device channel.
+#[derive(Serialize)]
+pub(crate) struct DeviceUnknownSpan {
+    device: DeviceId,
+    channel: Option<ChannelName>,
+    start_ms: TimestampMs,
+    end_ms: TimestampMs,
+    cause: UnknownCause,
+}
+
+#[derive(Serialize)]
+pub(crate) struct DeviceEnergy {
+    device: DeviceId,
+    /// Energy of the known spans, in kWh.
+    kwh: f64,
+    known: bool,
+}
+
+#[derive(Serialize)]
+pub(crate) struct SiteEnergy {
+    site: String,
+    time_zone: String,
+    from_ms: TimestampMs,
+    to_ms: TimestampMs,
+    /// Energy of the known spans of every device, in kWh.
+    kwh: f64,
+    /// False when any part of the period is unknown for any device; `kwh`
+    /// is then a lower bound.
+    known: bool,
+    unknown_spans: Vec<DeviceUnknownSpan>,
+    /// Cost of the known energy, or `null` when the site has no tariff.
+    cost: Option<CostBreakdown>,
+    /// CO2 of the known energy, or `null` when no emission factor is set.
+    co2_kg: Option<f64>,
+    per_device: Vec<DeviceEnergy>,
+}
+
+/// Resolves `period=today|yesterday|month` (local days of the site) or
+/// `from`/`to`. The end is capped at `now`, so today's energy is not marked
+/// unknown for hours that have not happened.
+fn energy_span(
+    query: &EnergyParams,
+    tz: &TimeZone,
+    now: TimestampMs,
+) -> Result<(TimestampMs, TimestampMs), ApiError> {
+    let energy_error = |error: se_energy::EnergyError| ApiError::Energy {
+        detail: error.to_string(),
+    };
+    let (from_ms, to_ms) = if query.from.is_some() || query.to.is_some() {
+        if query.period.is_some() {
+            return Err(ApiError::RangeAndBounds);
+        }
+        params::time_span(None, query.from.as_deref(), query.to.as_deref(), now)?
+    } else {
+        match query.period.as_deref().unwrap_or("today") {
+            "today" => {
+                let day = period_of(now, Period::Day, tz).map_err(energy_error)?;
+                (day.start_ms, day.end_ms)
+            }
+            "yesterday" => {
+                let today = period_of(now, Period::Day, tz).map_err(energy_error)?;
+                let day = period_of(today.start_ms - 1, Period::Day, tz).map_err(energy_error)?;
+                (day.start_ms, day.end_ms)
+            }
+            "month" => {
+                let month = period_of(now, Period::Month, tz).map_err(energy_error)?;
+                (month.start_ms, month.end_ms)
+            }
+            other => {
+                return Err(ApiError::InvalidPeriod {
+                    value: other.to_owned(),
+                })
+            }
+        }
+    };
+    let to_ms = to_ms.min(now.max(from_ms));
+    Ok((from_ms, to_ms))
+}
+
+/// `GET /api/v1/sites/{id}/energy?period=today|yesterday|month` or `?from&to`
+pub(crate) async fn site_energy(
+    State(state): State<WebState>,
+    user: CurrentUser,
+    SitePath(id): SitePath,
+    ApiQuery(query): ApiQuery<EnergyParams>,
+) -> Result<Json<SiteEnergy>, ApiError> {
+    let site = visible_site(&state, &user, &id).await?;
+    let tz = time_zone(&site.time_zone)?;
+    let (from_ms, to_ms) = energy_span(&query, &tz, now_ms())?;
+
+    let mut pieces = Vec::new();
+    let mut unknown_spans = Vec::new();
+    let mut per_device = Vec::new();
+    for device in state.store.site_devices(&site.id).await? {
+        let readings = state
+            .store
+            .raw_readings(&RawQuery {
+                device: device.clone(),
+                channel: None,
+                metric: None,
+                from_ms: from_ms.saturating_sub(LOOKBACK_MS),
+                to_ms,
+                limit: 0,
+            })
+            .await?;
+        let energy = device_energy(&device, &readings, from_ms, to_ms)?;
+        per_device.push(DeviceEnergy {
+            device,
+            kwh: energy.wh / 1000.0,
+            known: energy.unknown.is_empty(),
+        });
+        pieces.extend(energy.pieces);
+        unknown_spans.extend(energy.unknown);
+    }
+
+    let wh: f64 = per_device.iter().map(|device| device.kwh * 1000.0).sum();
+    let kwh = wh / 1000.0;
+    let tariff = site
+        .tariff_json
+        .as_deref()
+        .map(Tariff::from_json)
+        .transpose()
+        .map_err(|error| ApiError::InvalidTariff {
+            detail: error.to_string(),
+        })?;
+    let cost = tariff
+        .as_ref()
+        .map(|tariff| se_energy::cost(&pieces, tariff, &tz))
+        .transpose()
+        .map_err(|error| ApiError::Energy {
+            detail: error.to_string(),
+        })?;
+    let co2_factor = site
+        .co2_g_per_kwh
+        .or_else(|| tariff.as_ref().and_then(|tariff| tariff.co2_g_per_kwh));
+    Ok(Json(SiteEnergy {
+        site: site.id,
+        time_zone: site.time_zone,
+        from_ms,
+        to_ms,
+        kwh,
+        known: unknown_spans.is_empty(),
+        unknown_spans,
+        cost,
+        co2_kg: co2_factor.map(|grams| kwh * grams / 1000.0),
+        per_device,
+    }))
+}
+
+/// Energy of one device over `[from_ms, to_ms)`.
+struct DeviceTotal {
+    wh: f64,
+    pieces: Vec<EnergyPiece>,
+    unknown: Vec<DeviceUnknownSpan>,
+}
+
+/// Sums the energy of each channel of a device. A channel with an
+/// `energy_wh` counter uses it; otherwise its `power_w` samples are
+/// integrated. A device without either is unknown for the whole span.
+fn device_energy(
+    device: &DeviceId,
+    readings: &[Reading],
+    from_ms: TimestampMs,
+    to_ms: TimestampMs,
+) -> Result<DeviceTotal, ApiError> {
+    let energy_error = |error: se_energy::EnergyError| ApiError::Energy {
+        detail: format!("device {device}: {error}"),
+    };
+    let mut channels: Vec<&ChannelName> = readings
+        .iter()
+        .filter(|reading| matches!(reading.metric, Metric::Energy | Metric::Power))
+        .map(|reading| &reading.channel)
+        .collect();
+    channels.sort();
+    channels.dedup();
+
+    let mut total = DeviceTotal {
+        wh: 0.0,
+        pieces: Vec::new(),
+        unknown: Vec::new(),
+    };
+    if channels.is_empty() && to_ms > from_ms {
+        total.unknown.push(DeviceUnknownSpan {
+            device: device.clone(),
+            channel: None,
+            start_ms: from_ms,
+            end_ms: to_ms,
+            cause: UnknownCause::NoData,
+        });
+        return Ok(total);
+    }
+
+    for channel in channels {
+        let of_metric = |metric: Metric| {
+            readings
+                .iter()
+                .filter(move |r| &r.channel == channel && r.metric == metric)
+        };
+        let counter: Vec<CounterSample> = of_metric(Metric::Energy)
+            .map(|r| CounterSample::new(r.ts_ms, r.value))
+            .collect();
+        let result = if counter.is_empty() {
+            let samples: Vec<PowerSample> = of_metric(Metric::Power)
+                .map(|r| PowerSample::new(r.ts_ms, r.value))
+                .collect();
+            let window = Window {
+                start_ms: from_ms,
+                end_ms: to_ms,
+            };
+            power_energy(&samples, Some(window), &PowerConfig::default()).map_err(energy_error)?
+        } else {
+            let mut result =
+                counter_energy(&counter, &CounterConfig::default()).map_err(energy_error)?;
+            // Before the first sample at or before the period start, the counter has no base.
+            if let Some(first) = counter.iter().map(|sample| sample.ts_ms).min() {
+                if first > from_ms {
+                    result.unknown_spans.push(se_energy::UnknownSpan {
+                        start_ms: from_ms,
+                        end_ms: first.min(to_ms),
+                        cause: UnknownCause::NoData,
+                    });
+                }
+            }
+            // NOTE: energy after the last counter sample shows up with the next sample,
+            // so the tail of a running period is not reported as unknown.
+            result
+        };
+
+        for piece in clip_pieces(&result.pieces, from_ms, to_ms) {
+            total.wh += piece.wh;
+            total.pieces.push(piece);
+        }
+        for span in &result.unknown_spans {
+            let (start_ms, end_ms) = (span.start_ms.max(from_ms), span.end_ms.min(to_ms));
+            if end_ms > start_ms {
+                total.unknown.push(DeviceUnknownSpan {
+                    device: device.clone(),
+                    channel: Some(channel.clone()),
+                    start_ms,
+                    end_ms,
+                    cause: span.cause,
+                });
+            }
+        }
+    }
+    Ok(total)
+}
+
+/// Keeps the part of each piece inside `[from_ms, to_ms)`, with energy in
+/// proportion to time, as a counter interval may start before the period.
+fn clip_pieces(pieces: &[EnergyPiece], from_ms: TimestampMs, to_ms: TimestampMs) -> Vec<EnergyPiece> {
+    pieces
+        .iter()
+        .filter_map(|piece| {
+            let (start_ms, end_ms) = (piece.start_ms.max(from_ms), piece.end_ms.min(to_ms));
+            if piece.end_ms == piece.start_ms {
+                // An instant piece (a jump at one timestamp) counts when it lies inside.
+                return (piece.start_ms >= from_ms && piece.start_ms < to_ms).then_some(*piece);
+            }
+            if end_ms <= start_ms {
+                return None;
+            }
+            let share = (end_ms - start_ms) as f64 / (piece.end_ms - piece.start_ms) as f64;
+            Some(EnergyPiece {
+                start_ms,
+                end_ms,
+                wh: piece.wh * share,
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn site_id_rejects_slash() {
+        assert!(site_id("a/b").is_err());
+    }
+
+    #[test]
+    fn site_id_accepts_default() {
+        assert_eq!(site_id("default").ok().as_deref(), Some("default"));
+    }
+
+    #[test]
+    fn clip_splits_piece_by_time() {
+        let piece = EnergyPiece {
+            start_ms: 0,
+            end_ms: 4000,
+            wh: 8.0,
+        };
+        let clipped = clip_pieces(&[piece], 1000, 2000);
+        assert_eq!(clipped.len(), 1);
+        assert!((clipped[0].wh - 2.0).abs() < 1e-12);
+    }
+}

@@ -1,0 +1,295 @@
+//! Tests of the site routes against a real server on loopback and a real
+//! SQLite store in a temporary directory.
+
+use std::sync::Arc;
+
+use reqwest::StatusCode;
+use se_core::{DeviceId, Metric, Reading};
+use se_store::{NewUser, Role, Site, SqliteStore, Store};
+use se_web::{Health, WebState};
+use serde_json::{json, Value};
+use tokio_util::sync::CancellationToken;
+
+const ADMIN_PASSWORD: &str = "admin-password-42";
+const OWNER_PASSWORD: &str = "owner-password-42";
+const FLAT_TARIFF: &str = r#"{"currency":"EUR","energy":{"type":"flat","price_per_kwh":"0.25"}}"#;
+
+struct TestServer {
+    base: String,
+    store: Arc<SqliteStore>,
+    owner_id: i64,
+    shutdown: CancellationToken,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+impl TestServer {
+    async fn start() -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SqliteStore::open(dir.path()).unwrap());
+        se_web::ensure_admin(store.as_ref(), Some(ADMIN_PASSWORD.to_owned()))
+            .await
+            .unwrap();
+        let owner = store
+            .create_user(&NewUser {
+                username: "owner".into(),
+                password_hash: se_web::hash_password(OWNER_PASSWORD).unwrap(),
+                role: Role::BuildingOwner,
+                must_change_password: false,
+            })
+            .await
+            .unwrap();
+        let state = WebState::new(store.clone(), se_web::live_channel(), Arc::new(Health::new()));
+        let listener = se_web::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let shutdown = CancellationToken::new();
+        tokio::spawn(se_web::serve(listener, state, shutdown.clone()));
+        TestServer {
+            base,
+            store,
+            owner_id: owner.id,
+            shutdown,
+            _dir: dir,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    async fn login(&self, username: &str, password: &str) -> reqwest::Client {
+        let client = reqwest::Client::builder().cookie_store(true).build().unwrap();
+        let response = client
+            .post(self.url("/api/v1/auth/login"))
+            .json(&json!({ "username": username, "password": password }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "login of {username}");
+        client
+    }
+
+    async fn admin(&self) -> reqwest::Client {
+        self.login("admin", ADMIN_PASSWORD).await
+    }
+
+    async fn owner(&self) -> reqwest::Client {
+        self.login("owner", OWNER_PASSWORD).await
+    }
+
+    async fn add_site(&self, id: &str) {
+        self.store
+            .upsert_site(&Site {
+                id: id.to_owned(),
+                name: format!("Site {id}"),
+                time_zone: "UTC".to_owned(),
+                currency: "EUR".to_owned(),
+                tariff_json: None,
+                co2_g_per_kwh: None,
+            })
+            .await
+            .unwrap();
+    }
+}
+
+fn ms(rfc3339: &str) -> i64 {
+    rfc3339.parse::<jiff::Timestamp>().unwrap().as_millisecond()
+}
+
+fn device(id: &str) -> DeviceId {
+    DeviceId::parse(id).unwrap()
+}
+
+/// 1000 W sampled every minute from 10:00 to 11:00 UTC: exactly 1 kWh in that hour.
+async fn write_one_kwh_of_power(store: &SqliteStore, id: &str) {
+    let start = ms("2026-01-05T10:00:00Z");
+    let readings: Vec<Reading> = (0..=60)
+        .map(|minute| Reading::new(device(id), "total", Metric::Power, start + minute * 60_000, 1000.0))
+        .collect();
+    store.write_readings(&readings).await.unwrap();
+}
+
+const HOUR_QUERY: &str = "from=2026-01-05T10:00:00Z&to=2026-01-05T11:00:00Z";
+
+async fn energy(client: &reqwest::Client, server: &TestServer, site: &str, query: &str) -> (StatusCode, Value) {
+    let response = client
+        .get(server.url(&format!("/api/v1/sites/{site}/energy?{query}")))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    (status, response.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn power_series_gives_one_kwh() {
+    let server = TestServer::start().await;
+    write_one_kwh_of_power(&server.store, "rig-1").await;
+    let admin = server.admin().await;
+
+    let (status, body) = energy(&admin, &server, "default", HOUR_QUERY).await;
+
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!((body["kwh"].as_f64().unwrap() - 1.0).abs() < 1e-9, "{body}");
+    assert_eq!(body["known"], json!(true), "{body}");
+    assert_eq!(body["cost"], Value::Null);
+    assert_eq!(body["per_device"][0]["device"], json!("rig-1"));
+}
+
+#[tokio::test]
+async fn counter_reset_counts_both_sides() {
+    let server = TestServer::start().await;
+    let start = ms("2026-01-05T10:00:00Z");
+    // Wh counter: +1000 Wh, then a reset to 0 and +600 Wh after it.
+    let values = [1000.0, 1500.0, 2000.0, 0.0, 300.0, 600.0];
+    let readings: Vec<Reading> = values
+        .iter()
+        .enumerate()
+        .map(|(i, wh)| Reading::new(device("meter-1"), "main", Metric::Energy, start + i as i64 * 600_000, *wh))
+        .collect();
+    server.store.write_readings(&readings).await.unwrap();
+    let admin = server.admin().await;
+
+    let (status, body) = energy(&admin, &server, "default", HOUR_QUERY).await;
+
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!((body["kwh"].as_f64().unwrap() - 1.6).abs() < 1e-9, "{body}");
+    assert_eq!(body["known"], json!(false), "a reset loses energy: {body}");
+    assert_eq!(body["unknown_spans"][0]["cause"], json!("reset"), "{body}");
+}
+
+#[tokio::test]
+async fn flat_tariff_prices_energy() {
+    let server = TestServer::start().await;
+    write_one_kwh_of_power(&server.store, "rig-1").await;
+    let admin = server.admin().await;
+
+    let saved = admin
+        .put(server.url("/api/v1/sites/default/tariff"))
+        .body(FLAT_TARIFF)
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = energy(&admin, &server, "default", HOUR_QUERY).await;
+
+    assert_eq!(saved.status(), StatusCode::OK);
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["cost"]["currency"], json!("EUR"), "{body}");
+    assert_eq!(body["cost"]["total"], json!("0.25"), "{body}");
+}
+
+#[tokio::test]
+async fn overlapping_tariff_hours_rejected() {
+    let server = TestServer::start().await;
+    let admin = server.admin().await;
+    let tariff = r#"{"currency":"EUR","energy":{"type":"time_of_use","periods":[
+        {"name":"peak","price_per_kwh":"0.3","days":["all"],"hours":[[0,12]]},
+        {"name":"rest","price_per_kwh":"0.1","days":["all"],"hours":[[10,24]]}]}}"#;
+
+    let response = admin
+        .put(server.url("/api/v1/sites/default/tariff?lang=fr"))
+        .body(tariff)
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], json!("invalid_tariff"));
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.starts_with("Le tarif est invalide"), "{message}");
+    assert!(message.contains("10-12"), "names the overlapping hours: {message}");
+    let stored = server.store.site("default").await.unwrap().unwrap();
+    assert_eq!(stored.tariff_json, None);
+}
+
+#[tokio::test]
+async fn owner_cannot_see_foreign_site() {
+    let server = TestServer::start().await;
+    server.add_site("mine").await;
+    server.add_site("theirs").await;
+    server.store.set_site_owner("mine", server.owner_id, true).await.unwrap();
+    let owner = server.owner().await;
+
+    let foreign = owner.get(server.url("/api/v1/sites/theirs")).send().await.unwrap();
+    let foreign_energy = owner.get(server.url("/api/v1/sites/theirs/energy")).send().await.unwrap();
+    let own = owner.get(server.url("/api/v1/sites/mine")).send().await.unwrap();
+    let list: Value = owner
+        .get(server.url("/api/v1/sites"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+
+    assert_eq!(foreign.status(), StatusCode::NOT_FOUND);
+    assert_eq!(foreign_energy.status(), StatusCode::NOT_FOUND);
+    assert_eq!(own.status(), StatusCode::OK);
+    assert_eq!(list.as_array().map(Vec::len), Some(1), "{list}");
+    assert_eq!(list[0]["id"], json!("mine"));
+}
+
+#[tokio::test]
+async fn owner_cannot_change_tariff() {
+    let server = TestServer::start().await;
+    server.store.set_site_owner("default", server.owner_id, true).await.unwrap();
+    let owner = server.owner().await;
+
+    let response = owner
+        .put(server.url("/api/v1/sites/default/tariff"))
+        .body(FLAT_TARIFF)
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn admin_creates_site_and_assigns_device() {
+    let server = TestServer::start().await;
+    write_one_kwh_of_power(&server.store, "rig-1").await;
+    let admin = server.admin().await;
+
+    let created = admin
+        .put(server.url("/api/v1/sites/farm"))
+        .json(&json!({"name": "Farm", "time_zone": "Africa/Tunis", "currency": "TND", "co2_g_per_kwh": 500.0}))
+        .send()
+        .await
+        .unwrap();
+    let assigned = admin
+        .put(server.url("/api/v1/devices/rig-1/site"))
+        .json(&json!({"site": "farm"}))
+        .send()
+        .await
+        .unwrap();
+    let (_, body) = energy(&admin, &server, "farm", HOUR_QUERY).await;
+
+    assert_eq!(created.status(), StatusCode::OK);
+    assert_eq!(assigned.status(), StatusCode::NO_CONTENT);
+    assert_eq!(body["per_device"][0]["device"], json!("rig-1"), "{body}");
+    assert!((body["co2_kg"].as_f64().unwrap() - 0.5).abs() < 1e-9, "{body}");
+}
+
+#[tokio::test]
+async fn unknown_time_zone_rejected() {
+    let server = TestServer::start().await;
+    let admin = server.admin().await;
+
+    let response = admin
+        .put(server.url("/api/v1/sites/farm"))
+        .json(&json!({"name": "Farm", "time_zone": "Mars/Olympus", "currency": "EUR"}))
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], json!("invalid_time_zone"));
+}
