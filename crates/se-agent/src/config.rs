@@ -213,41 +213,73 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Duration::try_from(signed).map_err(|_| format!("invalid duration {text:?}; it must not be negative"))
 }
 
-/// Parses the configuration file text, collecting every problem.
-pub fn parse_file(text: &str) -> Result<AgentFile, Vec<String>> {
-    let table: toml::Table = toml::from_str(text).map_err(|error| vec![format!("invalid TOML: {}", error.to_string().trim_end())])?;
-    match toml::Value::Table(table.clone()).try_into::<AgentFile>() {
-        Ok(file) => Ok(file),
-        Err(whole) => {
-            let mut problems = Vec::new();
-            for (key, value) in table {
-                match value {
-                    toml::Value::Table(section) => {
-                        for (inner_key, inner_value) in section {
-                            let single = toml::Table::from_iter([(inner_key.clone(), inner_value)]);
-                            check_single(&mut problems, &format!("{key}.{inner_key}"), toml::Table::from_iter([(key.clone(), toml::Value::Table(single))]));
-                        }
-                    }
-                    other => check_single(&mut problems, &key, toml::Table::from_iter([(key.clone(), other)])),
+/// A parsed configuration file and the problems found in it. Keys with a
+/// problem are left out of `file`, so that the other values can still be
+/// checked and every problem reported at once.
+#[derive(Debug, Default)]
+pub struct ParsedFile {
+    pub file: AgentFile,
+    pub problems: Vec<String>,
+}
+
+/// Deserializes a document, returning the message of the first problem.
+fn deserialize(table: &toml::Table) -> Result<AgentFile, String> {
+    toml::Value::Table(table.clone()).try_into::<AgentFile>().map_err(|error| error.message().to_owned())
+}
+
+/// Returns the problem of `value` under `path` when it stands alone in a document.
+fn check_alone(path: &[&str], value: toml::Value) -> Option<String> {
+    let mut document = value;
+    for key in path.iter().rev() {
+        document = toml::Value::Table(toml::Table::from_iter([((*key).to_owned(), document)]));
+    }
+    let toml::Value::Table(table) = document else { return None };
+    deserialize(&table).err().map(|message| format!("{}: {message}", path.join(".")))
+}
+
+/// Parses the configuration file text. A TOML syntax error stops parsing;
+/// unknown keys and values of the wrong type are all collected.
+pub fn parse_file(text: &str) -> Result<ParsedFile, Vec<String>> {
+    let mut table: toml::Table = toml::from_str(text).map_err(|error| vec![format!("invalid TOML: {}", error.to_string().trim_end())])?;
+    if let Ok(file) = deserialize(&table) {
+        return Ok(ParsedFile { file, problems: Vec::new() });
+    }
+
+    let mut problems = Vec::new();
+    let keys: Vec<String> = table.keys().cloned().collect();
+    for key in keys {
+        let Some(value) = table.get_mut(&key) else { continue };
+        let reported_before = problems.len();
+        if let toml::Value::Table(section) = value {
+            let inner_keys: Vec<String> = section.keys().cloned().collect();
+            for inner in inner_keys {
+                let Some(inner_value) = section.get(&inner).cloned() else { continue };
+                if let Some(problem) = check_alone(&[&key, &inner], inner_value) {
+                    problems.push(problem);
+                    section.remove(&inner);
                 }
             }
-            if problems.is_empty() {
-                problems.push(whole.message().to_owned());
+        }
+        let Some(value) = table.get(&key).cloned() else { continue };
+        if let Some(problem) = check_alone(&[&key], value) {
+            // An unknown section whose keys were already reported one by one is not reported again.
+            if problems.len() == reported_before {
+                problems.push(problem);
             }
+            table.remove(&key);
+        }
+    }
+    match deserialize(&table) {
+        Ok(file) => Ok(ParsedFile { file, problems }),
+        Err(message) => {
+            problems.push(message);
             Err(problems)
         }
     }
 }
 
-/// Deserializes a document holding one key alone, to report that key's problem.
-fn check_single(problems: &mut Vec<String>, path: &str, document: toml::Table) {
-    if let Err(error) = toml::Value::Table(document).try_into::<AgentFile>() {
-        problems.push(format!("{path}: {}", error.message()));
-    }
-}
-
 /// Reads and parses the configuration file at `path`.
-pub fn load_file(path: &Path) -> Result<AgentFile, AgentError> {
+pub fn load_file(path: &Path) -> Result<ParsedFile, AgentError> {
     let text = std::fs::read_to_string(path).map_err(|source| AgentError::ConfigRead { path: path.to_owned(), source })?;
     parse_file(&text).map_err(|problems| AgentError::Config { origin: path.display().to_string(), problems })
 }
@@ -318,8 +350,10 @@ impl Problems {
 }
 
 /// Combines the file, the flags and the defaults, and checks every value.
-pub fn resolve(file: AgentFile, overrides: Overrides, origin: &str) -> Result<AgentConfig, AgentError> {
-    let mut problems = Problems(Vec::new());
+/// The file's own problems come first in the error.
+pub fn resolve(parsed: ParsedFile, overrides: Overrides, origin: &str) -> Result<AgentConfig, AgentError> {
+    let ParsedFile { file, problems } = parsed;
+    let mut problems = Problems(problems);
 
     let device = match overrides.device.or(file.device) {
         Some(device) => DeviceId::parse(&device).map_err(|error| problems.0.push(format!("device: {error}"))).ok(),
@@ -496,7 +530,7 @@ mod tests {
     #[test]
     fn every_unknown_key_is_reported() {
         let text = "devise = \"x\"\n[mqtt]\nbrokr = \"mqtt://a\"\n[buffer]\nmax_bytes = \"lots\"\n[extra]\na = 1\n";
-        let problems = parse_file(text).unwrap_err();
+        let problems = parse_file(text).unwrap().problems;
         assert_eq!(problems.len(), 4, "{problems:#?}");
         assert!(problems.iter().any(|p| p.starts_with("devise:") && p.contains("unknown field")), "{problems:#?}");
         assert!(problems.iter().any(|p| p.starts_with("mqtt.brokr:") && p.contains("unknown field")), "{problems:#?}");
@@ -515,10 +549,22 @@ mod tests {
 
     #[test]
     fn missing_device_and_broker_are_reported() {
-        let error = resolve(AgentFile::default(), Overrides::default(), "flags").unwrap_err();
+        let error = resolve(ParsedFile::default(), Overrides::default(), "flags").unwrap_err();
         let AgentError::Config { problems, .. } = error else { panic!() };
         assert!(problems.iter().any(|p| p.contains("--device")), "{problems:#?}");
         assert!(problems.iter().any(|p| p.contains("--broker")), "{problems:#?}");
+    }
+
+    #[test]
+    fn file_and_value_problems_come_together() {
+        let text = "devise = \"rig-1\"\ninterval = \"fast\"\n[mqtt]\nbroker = \"mqtt://127.0.0.1:1884\"\nkeep_alive = 30\n";
+        let error = resolve(parse_file(text).unwrap(), Overrides::default(), "agent.toml").unwrap_err();
+        let AgentError::Config { problems, .. } = error else { panic!() };
+        assert_eq!(problems.len(), 4, "{problems:#?}");
+        assert!(problems[0].starts_with("devise:"), "{problems:#?}");
+        assert!(problems[1].starts_with("mqtt.keep_alive:"), "{problems:#?}");
+        assert!(problems[2].starts_with("device: missing"), "{problems:#?}");
+        assert!(problems[3].starts_with("interval:"), "{problems:#?}");
     }
 
     #[test]

@@ -44,7 +44,7 @@ pub enum AgentError {
     NoGpuSource,
 
     /// CPU package power (RAPL) cannot be read.
-    #[error("CPU package power is not readable from {path}: {reason}")]
+    #[error("CPU package power cannot be read from {path}: {reason}")]
     RaplUnavailable { path: PathBuf, reason: String },
 
     /// The miner's HTTP API did not answer as expected.

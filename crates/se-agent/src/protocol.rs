@@ -140,9 +140,9 @@ pub enum CommandError {
     NotJson(String),
     #[error("the command has no \"id\" text of 1 to 128 bytes; add one so that its ack can be matched")]
     MissingId,
-    #[error("the command has no \"action\"; use one of {}", ACTIONS.join(", "))]
+    #[error("the command has no \"action\"; use one of {actions}", actions = ACTIONS.join(", "))]
     MissingAction,
-    #[error("unknown action {0:?}; use one of {}", ACTIONS.join(", "))]
+    #[error("unknown action {0:?}; use one of {actions}", actions = ACTIONS.join(", "))]
     UnknownAction(String),
     #[error("invalid {action} command: {reason}")]
     InvalidFields { action: String, reason: String },

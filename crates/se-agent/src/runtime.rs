@@ -64,7 +64,7 @@ impl AgentSources {
                     None
                 }
                 Err(error) => {
-                    tracing::warn!("{error}: GPU metrics are off; CPU and miner sources continue");
+                    tracing::warn!("{error}. GPU metrics are off; CPU and miner sources continue");
                     None
                 }
             },
@@ -77,14 +77,14 @@ impl AgentSources {
         let rapl = config.rapl.as_ref().and_then(|dir| match RaplReader::open(dir) {
             Ok(reader) => Some(reader),
             Err(error) => {
-                tracing::warn!("{error}: CPU package power is off; run the agent as root to read it");
+                tracing::warn!("{error}. CPU power is off; GPU and miner sources continue");
                 None
             }
         });
         let miner = config.miner.api.as_ref().and_then(|url| match MinerApi::new(url, config.miner.api_timeout) {
             Ok(api) => Some(api),
             Err(error) => {
-                tracing::warn!("{error}: hashrate is off");
+                tracing::warn!("{error}. Hashrate is off; the other sources continue");
                 None
             }
         });
@@ -351,7 +351,7 @@ struct MainLoop {
     connection: Option<Connection>,
     retry_at: tokio::time::Instant,
     backoff: Duration,
-    /// When the broker became unreachable; `None` while connected.
+    /// When the broker became unreachable; `None` while connected and before the first attempt.
     outage_since: Option<Instant>,
     pending_acks: VecDeque<Ack>,
     last_state_flush: Instant,
@@ -383,7 +383,7 @@ impl MainLoop {
             connection: None,
             retry_at: tokio::time::Instant::now(),
             backoff,
-            outage_since: Some(Instant::now()),
+            outage_since: None,
             pending_acks: VecDeque::new(),
             last_state_flush: Instant::now(),
             last_drop_log: None,
@@ -522,10 +522,11 @@ impl MainLoop {
             buffered = self.buffer.stats().records,
             "connected to the broker"
         );
-        connection.publish_other(protocol::status_topic(&device), protocol::STATUS_ONLINE.as_bytes().to_vec(), true);
+        // Subscribe before announcing `online`, so that a server that sees `online` can send commands.
         if connection.client.try_subscribe(self.command_topic.clone(), QoS::AtLeastOnce).is_err() {
             tracing::warn!(topic = %self.command_topic, "cannot subscribe to commands on this connection");
         }
+        connection.publish_other(protocol::status_topic(&device), protocol::STATUS_ONLINE.as_bytes().to_vec(), true);
         self.buffer.requeue_in_flight();
         self.pump();
         self.send_acks();
@@ -552,8 +553,11 @@ impl MainLoop {
         self.buffer.requeue_in_flight();
         let reason = error.map_or_else(|| "the connection task ended".to_owned(), |error| error.to_string());
         let broker = format!("{}:{}", self.config.mqtt.host, self.config.mqtt.port);
-        if was_connected || self.outage_since.is_none() {
+        if was_connected {
             tracing::warn!(device_id = %self.config.device, %broker, %reason, "lost the broker connection; readings are buffered on disk until it is back");
+            self.outage_since = Some(Instant::now());
+        } else if self.outage_since.is_none() {
+            tracing::warn!(device_id = %self.config.device, %broker, %reason, "cannot reach the broker; readings are buffered on disk until it is reachable");
             self.outage_since = Some(Instant::now());
         } else {
             tracing::debug!(%broker, %reason, retry_in_ms = self.backoff.as_millis() as u64, "broker still unreachable");

@@ -125,6 +125,26 @@ mod tests {
     }
 
     #[test]
+    fn payload_decodes_without_rejections() {
+        use se_decode::{Decoder, NativeDecoder};
+        let mut full = gpu(0);
+        full.energy_wh = Some(1234.5678);
+        full.temperature_c = Some(61.0);
+        full.fan_speed_pct = Some(55.0);
+        full.clock_mhz = Some(1710.0);
+        full.memory_used_mib = Some(4096.0);
+        let mut sample = RigSample { gpus: vec![full], cpu_power_w: Some(40.0), agent_uptime_s: 3.0, ..RigSample::default() };
+        sample.hashrates.insert(0, 61.2);
+        let now = jiff::Timestamp::now().as_millisecond();
+        let payload = telemetry_payload(5, now, Some("north"), &sample);
+        let decoded = NativeDecoder.decode("smart-energy/v1/rig-01/telemetry", &payload, now);
+        assert!(decoded.rejections.is_empty(), "{:?}", decoded.rejections);
+        // gpu0: 9 metrics, cpu: 1, agent: 1.
+        assert_eq!(decoded.readings.len(), 11);
+        assert_eq!(decoded.seq, Some(5));
+    }
+
+    #[test]
     fn absent_values_are_left_out() {
         let sample = RigSample { gpus: vec![GpuReading { index: 0, ..GpuReading::default() }], ..RigSample::default() };
         let payload: Value = serde_json::from_slice(&telemetry_payload(1, 1_733_000_000_000, None, &sample)).unwrap();

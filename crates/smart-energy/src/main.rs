@@ -29,6 +29,8 @@ enum Command {
     /// Fit regression models to tables.
     #[command(subcommand)]
     Model(cmd::model::ModelCommand),
+    /// Run the edge agent on a mining rig: measure GPUs, buffer while offline, carry out commands.
+    Agent(cmd::agent::AgentArgs),
 }
 
 fn main() -> ExitCode {
@@ -41,6 +43,7 @@ fn main() -> ExitCode {
         Command::Import(command) => cmd::import::run(command),
         Command::Forecast(command) => cmd::forecast::run(command),
         Command::Model(command) => cmd::model::run(command),
+        Command::Agent(args) => cmd::agent::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

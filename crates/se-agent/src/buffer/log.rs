@@ -34,8 +34,10 @@ pub(crate) struct SegmentLog {
     segment_max_bytes: u64,
 }
 
-fn io_error(path: &Path, action: &'static str) -> impl FnOnce(std::io::Error) -> AgentError + '_ {
-    move |source| AgentError::BufferIo { path: path.to_owned(), action, source }
+/// Returns a closure that wraps an I/O error on `path` while doing `action`.
+pub(crate) fn io_error(path: &Path, action: &'static str) -> impl FnOnce(std::io::Error) -> AgentError {
+    let path = path.to_owned();
+    move |source| AgentError::BufferIo { path, action, source }
 }
 
 fn segment_path(dir: &Path, number: u64) -> PathBuf {

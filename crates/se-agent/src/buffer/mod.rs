@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 pub use self::core::{BufferCore, PushOutcome};
 pub use self::format::{Record, FORMAT_VERSION};
-use self::log::{sync_dir, SegmentLog};
+use self::log::{io_error, sync_dir, SegmentLog};
 use crate::AgentError;
 
 /// Name of the state file in the buffer directory.
@@ -218,7 +218,6 @@ fn read_state(dir: &Path) -> Option<State> {
 fn write_state(dir: &Path, state: State) -> Result<(), AgentError> {
     let path = dir.join(STATE_FILE);
     let temporary = dir.join(format!("{STATE_FILE}.tmp"));
-    let io_error = |path: &Path, action| move |source| AgentError::BufferIo { path: path.to_owned(), action, source };
     let text = serde_json::to_vec(&state).unwrap_or_default();
     let mut file = fs::File::create(&temporary).map_err(io_error(&temporary, "create the state file"))?;
     file.write_all(&text)

@@ -25,14 +25,17 @@ impl NvmlGpus {
     /// Loads NVML. Without an NVIDIA driver this returns
     /// [`AgentError::NvmlUnavailable`] and never panics.
     pub fn init() -> Result<NvmlGpus, AgentError> {
-        let mut last_error = String::new();
+        let mut first_error = None;
         for name in LIBRARY_NAMES {
             match Nvml::builder().lib_path(OsStr::new(name)).init() {
                 Ok(nvml) => return Ok(NvmlGpus { nvml, warned: HashSet::new() }),
-                Err(error) => last_error = describe_init_error(name, &error),
+                Err(error) => {
+                    first_error.get_or_insert(error);
+                }
             }
         }
-        Err(AgentError::NvmlUnavailable { reason: last_error })
+        let reason = first_error.map_or_else(|| "initialisation failed".to_owned(), |error| describe_init_error(&error));
+        Err(AgentError::NvmlUnavailable { reason })
     }
 
     fn device(&self, index: u32) -> Result<Device<'_>, AgentError> {
@@ -54,9 +57,9 @@ impl NvmlGpus {
     }
 }
 
-fn describe_init_error(name: &str, error: &NvmlError) -> String {
+fn describe_init_error(error: &NvmlError) -> String {
     match error {
-        NvmlError::LibloadingError(_) => format!("no NVIDIA driver: {name} cannot be loaded"),
+        NvmlError::LibloadingError(_) => format!("no NVIDIA driver: neither {} nor {} can be loaded", LIBRARY_NAMES[0], LIBRARY_NAMES[1]),
         NvmlError::DriverNotLoaded => "the NVIDIA kernel driver is not loaded".to_owned(),
         NvmlError::NoPermission => "no permission to talk to the NVIDIA driver".to_owned(),
         other => format!("initialisation failed: {other}"),

@@ -48,7 +48,10 @@ impl RaplReader {
     /// counters are readable.
     pub fn open(powercap_dir: &Path) -> Result<RaplReader, AgentError> {
         let unavailable = |reason: String| AgentError::RaplUnavailable { path: powercap_dir.to_owned(), reason };
-        let entries = fs::read_dir(powercap_dir).map_err(|error| unavailable(format!("cannot list the directory: {error}")))?;
+        let entries = fs::read_dir(powercap_dir).map_err(|error| match error.kind() {
+            std::io::ErrorKind::NotFound => unavailable("the directory does not exist; this machine or VM has no powercap RAPL interface".to_owned()),
+            _ => unavailable(format!("cannot list the directory: {error}")),
+        })?;
         let mut zones = Vec::new();
         let mut last_error = None;
         let mut names: Vec<_> = entries.filter_map(Result::ok).map(|entry| entry.path()).collect();
@@ -69,7 +72,7 @@ impl RaplReader {
             let zone = read_counter(&energy_path).and_then(|_| read_counter(&path.join("max_energy_range_uj")));
             match zone {
                 Ok(max_range_uj) => zones.push(Zone { name, energy_path, max_range_uj, last: None }),
-                Err(error) => last_error = Some(format!("{}: {error}", energy_path.display())),
+                Err(error) => last_error = Some(error),
             }
         }
         if zones.is_empty() {
@@ -120,8 +123,12 @@ impl RaplReader {
 }
 
 fn read_counter(path: &Path) -> Result<u64, String> {
-    let text = fs::read_to_string(path).map_err(|error| error.to_string())?;
-    text.trim().parse::<u64>().map_err(|_| format!("{:?} is not a counter value", text.trim()))
+    let text = fs::read_to_string(path).map_err(|error| match error.kind() {
+        // Since Linux 5.10 the counters are readable by root only.
+        std::io::ErrorKind::PermissionDenied => format!("permission denied on {}; run the agent as root to read it", path.display()),
+        _ => format!("cannot read {}: {error}", path.display()),
+    })?;
+    text.trim().parse::<u64>().map_err(|_| format!("{} holds {:?}, which is not a counter value", path.display(), text.trim()))
 }
 
 #[cfg(test)]

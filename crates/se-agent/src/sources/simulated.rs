@@ -8,7 +8,6 @@ use rand::SeedableRng;
 use se_sim::GpuModel;
 
 use super::{GpuReading, GpuSource, PowerLimits};
-use crate::error::unknown_gpu_text;
 use crate::AgentError;
 
 /// Power limit range of a simulated card, in watts. The model never draws
@@ -111,6 +110,7 @@ impl GpuSource for SimulatedGpus {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::unknown_gpu_text;
 
     #[test]
     fn lowered_limit_caps_power() {

@@ -1,6 +1,7 @@
 //! One module per subcommand. Each exposes its clap arguments and a `run`
 //! function returning `anyhow::Result<()>`.
 
+pub mod agent;
 pub mod forecast;
 pub mod import;
 pub mod model;
