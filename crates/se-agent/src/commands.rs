@@ -47,43 +47,14 @@ fn watts(value: f64) -> String {
     format!("{} W", (value * 10.0).round() / 10.0)
 }
 
-fn unknown_gpu_text_fr(index: u32, count: u32) -> String {
-    match count {
-        0 => format!("aucun GPU d'indice {index} : ce rig ne signale aucun GPU"),
-        1 => format!("aucun GPU d'indice {index} : le seul indice valide est 0"),
-        _ => format!("aucun GPU d'indice {index} : les indices valides vont de 0 à {}", count - 1),
-    }
-}
-
 /// Acknowledgement of a GPU command that failed with `error`.
 fn gpu_failure(id: &str, error: &AgentError) -> Ack {
-    let id = Some(id.to_owned());
-    match error {
-        AgentError::UnknownGpu { index, count } => {
-            Ack::new(id, false, AckCode::UnknownGpu, error.to_string(), unknown_gpu_text_fr(*index, *count))
-        }
-        AgentError::NoGpuSource => Ack::new(
-            id,
-            false,
-            AckCode::NoGpuControl,
-            error.to_string(),
-            "le contrôle des GPU est désactivé sur ce rig (pas de pilote NVIDIA ni de --simulate) : la commande ne peut pas s'exécuter".to_owned(),
-        ),
-        AgentError::Gpu { index, reason, .. } => Ack::new(
-            id,
-            false,
-            AckCode::GpuError,
-            error.to_string(),
-            format!("GPU {index} : le pilote a refusé ou échoué la modification : {reason}"),
-        ),
-        other => Ack::new(
-            id,
-            false,
-            AckCode::GpuError,
-            other.to_string(),
-            format!("la commande GPU a échoué : {other}"),
-        ),
-    }
+    let code = match error {
+        AgentError::UnknownGpu { .. } => AckCode::UnknownGpu,
+        AgentError::NoGpuSource => AckCode::NoGpuControl,
+        _ => AckCode::GpuError,
+    };
+    Ack::new(Some(id.to_owned()), false, code, error.to_string(), error.message_fr())
 }
 
 /// Carries out commands one at a time.
@@ -227,21 +198,21 @@ impl CommandExecutor {
                 format!("aucune commande {verb_fr} du mineur n'est configurée ; renseignez {key} dans la configuration de l'agent"),
             );
         };
-        let shown = argv.join(" ");
+        let command_line = argv.join(" ");
         match run_argv(argv, self.miner.command_timeout).await {
             Ok(()) => Ack::new(
                 id,
                 true,
                 AckCode::Done,
-                format!("miner command `{shown}` succeeded"),
-                format!("la commande du mineur `{shown}` a réussi"),
+                format!("miner command `{command_line}` succeeded"),
+                format!("la commande du mineur `{command_line}` a réussi"),
             ),
             Err(failure) => Ack::new(
                 id,
                 false,
                 AckCode::CommandFailed,
-                format!("miner command `{shown}` failed: {}", failure.english()),
-                format!("la commande du mineur `{shown}` a échoué : {}", failure.french()),
+                format!("miner command `{command_line}` failed: {}", failure.english()),
+                format!("la commande du mineur `{command_line}` a échoué : {}", failure.french()),
             ),
         }
     }
@@ -253,7 +224,7 @@ enum MinerAction {
     Start,
 }
 
-/// Why a miner command failed.
+/// Failure of a miner command.
 #[derive(Debug)]
 enum RunFailure {
     Spawn(String),

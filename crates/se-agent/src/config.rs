@@ -16,19 +16,19 @@ use crate::AgentError;
 
 /// Default time between two messages.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(5);
-/// Shortest interval accepted.
+/// Minimum interval.
 pub const MIN_INTERVAL: Duration = Duration::from_millis(100);
-/// Longest interval accepted.
+/// Maximum interval.
 pub const MAX_INTERVAL: Duration = Duration::from_secs(3600);
 /// Default buffer directory, relative to the working directory.
 pub const DEFAULT_BUFFER_DIR: &str = "smart-energy-agent-data";
 /// Default buffer bound: about 55,000 messages of an 8-GPU rig, three days at 5 s.
 pub const DEFAULT_BUFFER_MAX_BYTES: u64 = 64 * 1024 * 1024;
-/// Smallest buffer bound accepted.
+/// Minimum buffer bound, in bytes.
 pub const MIN_BUFFER_MAX_BYTES: u64 = 16 * 1024;
 /// Default number of simulated GPUs.
 pub const DEFAULT_SIMULATED_GPUS: u32 = 8;
-/// Most simulated GPUs accepted.
+/// Maximum number of simulated GPUs.
 pub const MAX_SIMULATED_GPUS: u32 = 64;
 /// Default MQTT port.
 pub const DEFAULT_MQTT_PORT: u16 = 1883;
@@ -72,7 +72,7 @@ pub struct BufferSection {
     pub max_bytes: Option<u64>,
 }
 
-/// Where GPU readings come from.
+/// Source of GPU readings, as written in the configuration file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum GpuSourceKind {
@@ -173,7 +173,7 @@ pub struct AgentConfig {
 }
 
 impl AgentConfig {
-    /// A configuration with every default, for a broker at `host:port`.
+    /// Returns a configuration with every default, for a broker at `host:port`.
     pub fn new(device: DeviceId, host: &str, port: u16, buffer_dir: &Path) -> AgentConfig {
         AgentConfig {
             device,
@@ -213,13 +213,26 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Duration::try_from(signed).map_err(|_| format!("invalid duration {text:?}; it must not be negative"))
 }
 
+/// One configuration problem, for the operator, in English and in French.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub en: String,
+    pub fr: String,
+}
+
+impl Problem {
+    pub fn new(en: impl Into<String>, fr: impl Into<String>) -> Problem {
+        Problem { en: en.into(), fr: fr.into() }
+    }
+}
+
 /// A parsed configuration file and the problems found in it. Keys with a
 /// problem are left out of `file`, so that the other values can still be
 /// checked and every problem reported at once.
 #[derive(Debug, Default)]
 pub struct ParsedFile {
     pub file: AgentFile,
-    pub problems: Vec<String>,
+    pub problems: Vec<Problem>,
 }
 
 /// Deserializes a document, returning the message of the first problem.
@@ -227,20 +240,28 @@ fn deserialize(table: &toml::Table) -> Result<AgentFile, String> {
     toml::Value::Table(table.clone()).try_into::<AgentFile>().map_err(|error| error.message().to_owned())
 }
 
-/// Returns the problem of `value` under `path` when it stands alone in a document.
-fn check_alone(path: &[&str], value: toml::Value) -> Option<String> {
+/// Returns the problem of `value` at `path`, checked in a document that contains only that key.
+fn check_alone(path: &[&str], value: toml::Value) -> Option<Problem> {
     let mut document = value;
     for key in path.iter().rev() {
         document = toml::Value::Table(toml::Table::from_iter([((*key).to_owned(), document)]));
     }
     let toml::Value::Table(table) = document else { return None };
-    deserialize(&table).err().map(|message| format!("{}: {message}", path.join(".")))
+    deserialize(&table).err().map(|message| toml_problem(&path.join("."), &message))
+}
+
+/// Wraps a message of the TOML parser, which exists in English only.
+fn toml_problem(path: &str, message: &str) -> Problem {
+    Problem::new(format!("{path}: {message}"), format!("{path} : valeur rejetée par l'analyseur TOML : {message}"))
 }
 
 /// Parses the configuration file text. A TOML syntax error stops parsing;
 /// unknown keys and values of the wrong type are all collected.
-pub fn parse_file(text: &str) -> Result<ParsedFile, Vec<String>> {
-    let mut table: toml::Table = toml::from_str(text).map_err(|error| vec![format!("invalid TOML: {}", error.to_string().trim_end())])?;
+pub fn parse_file(text: &str) -> Result<ParsedFile, Vec<Problem>> {
+    let mut table: toml::Table = toml::from_str(text).map_err(|error| {
+        let detail = error.to_string().trim_end().to_owned();
+        vec![Problem::new(format!("invalid TOML: {detail}"), format!("TOML invalide : {detail}"))]
+    })?;
     if let Ok(file) = deserialize(&table) {
         return Ok(ParsedFile { file, problems: Vec::new() });
     }
@@ -272,7 +293,7 @@ pub fn parse_file(text: &str) -> Result<ParsedFile, Vec<String>> {
     match deserialize(&table) {
         Ok(file) => Ok(ParsedFile { file, problems }),
         Err(message) => {
-            problems.push(message);
+            problems.push(toml_problem("file", &message));
             Err(problems)
         }
     }
@@ -294,9 +315,14 @@ pub struct BrokerUrl {
 }
 
 /// Parses a broker URL.
-pub fn parse_broker_url(url: &str) -> Result<BrokerUrl, String> {
-    let invalid = |reason: &str| format!("invalid broker URL {url:?}: {reason}; use mqtt://HOST:PORT");
-    let rest = url.strip_prefix("mqtt://").ok_or_else(|| invalid("the scheme must be mqtt://"))?;
+pub fn parse_broker_url(url: &str) -> Result<BrokerUrl, Problem> {
+    let invalid = |reason: &str, reason_fr: &str| {
+        Problem::new(
+            format!("invalid broker URL {url:?}: {reason}; use mqtt://HOST:PORT"),
+            format!("URL de broker invalide {url:?} : {reason_fr} ; utilisez mqtt://HÔTE:PORT"),
+        )
+    };
+    let rest = url.strip_prefix("mqtt://").ok_or_else(|| invalid("the scheme must be mqtt://", "le schéma doit être mqtt://"))?;
     let rest = rest.trim_end_matches('/');
     let (credentials, host_port) = match rest.rsplit_once('@') {
         Some((credentials, host_port)) => (Some(credentials), host_port),
@@ -304,13 +330,17 @@ pub fn parse_broker_url(url: &str) -> Result<BrokerUrl, String> {
     };
     let (host, port) = match host_port.rsplit_once(':') {
         Some((host, port)) => {
-            let port = port.parse::<u16>().ok().filter(|port| *port > 0).ok_or_else(|| invalid("the port must be a number from 1 to 65535"))?;
+            let port = port
+                .parse::<u16>()
+                .ok()
+                .filter(|port| *port > 0)
+                .ok_or_else(|| invalid("the port must be a number from 1 to 65535", "le port doit être un nombre de 1 à 65535"))?;
             (host, port)
         }
         None => (host_port, DEFAULT_MQTT_PORT),
     };
     if host.is_empty() || host.contains('/') {
-        return Err(invalid("the host is missing"));
+        return Err(invalid("the host is missing", "l'hôte manque"));
     }
     let (username, password) = match credentials.map(|credentials| credentials.split_once(':')) {
         Some(Some((user, password))) => (Some(user.to_owned()), Some(password.to_owned())),
@@ -321,19 +351,29 @@ pub fn parse_broker_url(url: &str) -> Result<BrokerUrl, String> {
 }
 
 /// Collects problems while the configuration is resolved.
-struct Problems(Vec<String>);
+struct Problems(Vec<Problem>);
 
 impl Problems {
+    fn push(&mut self, en: String, fr: String) {
+        self.0.push(Problem::new(en, fr));
+    }
+
     fn duration(&mut self, key: &str, text: Option<&str>, default: Duration, range: (Duration, Duration)) -> Duration {
         let Some(text) = text else { return default };
         match parse_duration(text) {
             Ok(duration) if duration >= range.0 && duration <= range.1 => duration,
             Ok(_) => {
-                self.0.push(format!("{key}: {text:?} is outside {:?} to {:?}", range.0, range.1));
+                self.push(
+                    format!("{key}: {text:?} is outside {:?} to {:?}", range.0, range.1),
+                    format!("{key} : {text:?} est hors de l'intervalle {:?} à {:?}", range.0, range.1),
+                );
                 default
             }
             Err(error) => {
-                self.0.push(format!("{key}: {error}"));
+                self.push(
+                    format!("{key}: {error}"),
+                    format!("{key} : durée invalide {text:?} ; utilisez un nombre avec une unité, comme 5s, 500ms ou 2m"),
+                );
                 default
             }
         }
@@ -342,7 +382,10 @@ impl Problems {
     fn argv(&mut self, key: &str, argv: Option<Vec<String>>) -> Option<Vec<String>> {
         let argv = argv?;
         if argv.first().is_none_or(|program| program.trim().is_empty()) {
-            self.0.push(format!("{key}: the first element must be the program to run, such as [\"systemctl\", \"stop\", \"miner\"]"));
+            self.push(
+                format!("{key}: the first element must be the program to run, such as [\"systemctl\", \"stop\", \"miner\"]"),
+                format!("{key} : le premier élément doit être le programme à lancer, comme [\"systemctl\", \"stop\", \"miner\"]"),
+            );
             return None;
         }
         Some(argv)
@@ -356,21 +399,37 @@ pub fn resolve(parsed: ParsedFile, overrides: Overrides, origin: &str) -> Result
     let mut problems = Problems(problems);
 
     let device = match overrides.device.or(file.device) {
-        Some(device) => DeviceId::parse(&device).map_err(|error| problems.0.push(format!("device: {error}"))).ok(),
+        Some(device) => DeviceId::parse(&device)
+            .map_err(|error| {
+                problems.push(
+                    format!("device: {error}"),
+                    format!("device : identifiant d'appareil invalide {device:?} ; utilisez 1 à 64 caractères parmi lettres, chiffres, '-', '_', '.' et ':'"),
+                )
+            })
+            .ok(),
         None => {
-            problems.0.push("device: missing; pass --device ID or set device = \"rig-01\" in the configuration file".to_owned());
+            problems.push(
+                "device: missing; pass --device ID or set device = \"rig-01\" in the configuration file".to_owned(),
+                "device : manquant ; passez --device ID ou écrivez device = \"rig-01\" dans le fichier de configuration".to_owned(),
+            );
             None
         }
     };
     let site = overrides.site.or(file.site);
     if let Some(site) = &site {
         if DeviceId::parse(site).is_err() {
-            problems.0.push(format!("site: invalid site {site:?}; use 1 to 64 characters among letters, digits, '-', '_', '.' and ':'"));
+            problems.push(
+                format!("site: invalid site {site:?}; use 1 to 64 characters among letters, digits, '-', '_', '.' and ':'"),
+                format!("site : site invalide {site:?} ; utilisez 1 à 64 caractères parmi lettres, chiffres, '-', '_', '.' et ':'"),
+            );
         }
     }
     let interval = match overrides.interval {
         Some(interval) if interval < MIN_INTERVAL || interval > MAX_INTERVAL => {
-            problems.0.push(format!("--interval: {interval:?} is outside {MIN_INTERVAL:?} to {MAX_INTERVAL:?}"));
+            problems.push(
+                format!("--interval: {interval:?} is outside {MIN_INTERVAL:?} to {MAX_INTERVAL:?}"),
+                format!("--interval : {interval:?} est hors de l'intervalle {MIN_INTERVAL:?} à {MAX_INTERVAL:?}"),
+            );
             DEFAULT_INTERVAL
         }
         Some(interval) => interval,
@@ -382,7 +441,10 @@ pub fn resolve(parsed: ParsedFile, overrides: Overrides, origin: &str) -> Result
     let buffer_dir = overrides.buffer_dir.or(file.buffer.dir).unwrap_or_else(|| PathBuf::from(DEFAULT_BUFFER_DIR));
     let buffer_max_bytes = overrides.buffer_max_bytes.or(file.buffer.max_bytes).unwrap_or(DEFAULT_BUFFER_MAX_BYTES);
     if buffer_max_bytes < MIN_BUFFER_MAX_BYTES {
-        problems.0.push(format!("buffer.max_bytes: {buffer_max_bytes} is below the minimum of {MIN_BUFFER_MAX_BYTES} bytes"));
+        problems.push(
+            format!("buffer.max_bytes: {buffer_max_bytes} is below the minimum of {MIN_BUFFER_MAX_BYTES} bytes"),
+            format!("buffer.max_bytes : {buffer_max_bytes} est sous le minimum de {MIN_BUFFER_MAX_BYTES} octets"),
+        );
     }
 
     let simulated_gpus = overrides.simulate.or(file.gpu.simulated_gpus).unwrap_or(DEFAULT_SIMULATED_GPUS);
@@ -392,7 +454,10 @@ pub fn resolve(parsed: ParsedFile, overrides: Overrides, origin: &str) -> Result
         (None, GpuSourceKind::Off) => GpuMode::Off,
     };
     if matches!(gpu, GpuMode::Simulate { .. }) && !(1..=MAX_SIMULATED_GPUS).contains(&simulated_gpus) {
-        problems.0.push(format!("gpu.simulated_gpus: {simulated_gpus} is outside 1 to {MAX_SIMULATED_GPUS}"));
+        problems.push(
+            format!("gpu.simulated_gpus: {simulated_gpus} is outside 1 to {MAX_SIMULATED_GPUS}"),
+            format!("gpu.simulated_gpus : {simulated_gpus} est hors de l'intervalle 1 à {MAX_SIMULATED_GPUS}"),
+        );
     }
 
     let rapl = file.cpu.rapl.unwrap_or(true).then(|| file.cpu.powercap_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_POWERCAP_DIR)));
@@ -407,39 +472,57 @@ pub fn resolve(parsed: ParsedFile, overrides: Overrides, origin: &str) -> Result
 
 fn resolve_mqtt(problems: &mut Problems, section: MqttSection, broker: Option<String>) -> MqttSettings {
     let url = match broker.or(section.broker) {
-        Some(url) => parse_broker_url(&url).map_err(|error| problems.0.push(format!("broker: {error}"))).ok(),
+        Some(url) => parse_broker_url(&url).map_err(|problem| problems.push(format!("broker: {}", problem.en), format!("broker : {}", problem.fr))).ok(),
         None => {
-            problems.0.push("broker: missing; pass --broker mqtt://HOST:PORT or set mqtt.broker in the configuration file".to_owned());
+            problems.push(
+                "broker: missing; pass --broker mqtt://HOST:PORT or set mqtt.broker in the configuration file".to_owned(),
+                "broker : manquant ; passez --broker mqtt://HÔTE:PORT ou renseignez mqtt.broker dans le fichier de configuration".to_owned(),
+            );
             None
         }
     };
     let url = url.unwrap_or(BrokerUrl { host: String::new(), port: DEFAULT_MQTT_PORT, username: None, password: None });
 
     if url.username.is_some() && section.username.is_some() {
-        problems.0.push("mqtt.username: the broker URL already has a user name; set it in one place only".to_owned());
+        problems.push(
+            "mqtt.username: the broker URL already has a user name; set it in one place only".to_owned(),
+            "mqtt.username : l'URL du broker contient déjà un nom d'utilisateur ; indiquez-le à un seul endroit".to_owned(),
+        );
     }
     let username = url.username.or(section.username);
     let file_password = match (&section.password, &section.password_file) {
         (Some(_), Some(_)) => {
-            problems.0.push("mqtt.password_file: set mqtt.password or mqtt.password_file, not both".to_owned());
+            problems.push(
+                "mqtt.password_file: set mqtt.password or mqtt.password_file, not both".to_owned(),
+                "mqtt.password_file : renseignez mqtt.password ou mqtt.password_file, pas les deux".to_owned(),
+            );
             None
         }
         (Some(password), None) => Some(password.clone()),
         (None, Some(path)) => match std::fs::read_to_string(path) {
             Ok(text) => Some(text.trim_end_matches(['\r', '\n']).to_owned()),
             Err(error) => {
-                problems.0.push(format!("mqtt.password_file: cannot read {}: {error}", path.display()));
+                problems.push(
+                    format!("mqtt.password_file: cannot read {}: {error}", path.display()),
+                    format!("mqtt.password_file : impossible de lire {} : {error}", path.display()),
+                );
                 None
             }
         },
         (None, None) => None,
     };
     if url.password.is_some() && file_password.is_some() {
-        problems.0.push("mqtt.password: the broker URL already has a password; set it in one place only".to_owned());
+        problems.push(
+            "mqtt.password: the broker URL already has a password; set it in one place only".to_owned(),
+            "mqtt.password : l'URL du broker contient déjà un mot de passe ; indiquez-le à un seul endroit".to_owned(),
+        );
     }
     let password = url.password.or(file_password);
     if password.is_some() && username.is_none() {
-        problems.0.push("mqtt.username: a password needs a user name".to_owned());
+        problems.push(
+            "mqtt.username: a password needs a user name".to_owned(),
+            "mqtt.username : un mot de passe demande un nom d'utilisateur".to_owned(),
+        );
     }
 
     let keep_alive = problems.duration("mqtt.keep_alive", section.keep_alive.as_deref(), Duration::from_secs(30), (Duration::from_secs(1), Duration::from_secs(65_535)));
@@ -447,7 +530,10 @@ fn resolve_mqtt(problems: &mut Problems, section: MqttSection, broker: Option<St
     let reconnect_min = problems.duration("mqtt.reconnect_min", section.reconnect_min.as_deref(), Duration::from_secs(1), limits);
     let reconnect_max = problems.duration("mqtt.reconnect_max", section.reconnect_max.as_deref(), Duration::from_secs(30), limits);
     if reconnect_min > reconnect_max {
-        problems.0.push(format!("mqtt.reconnect_min: {reconnect_min:?} is longer than mqtt.reconnect_max ({reconnect_max:?})"));
+        problems.push(
+            format!("mqtt.reconnect_min: {reconnect_min:?} is longer than mqtt.reconnect_max ({reconnect_max:?})"),
+            format!("mqtt.reconnect_min : {reconnect_min:?} est plus long que mqtt.reconnect_max ({reconnect_max:?})"),
+        );
     }
     MqttSettings { host: url.host, port: url.port, username, password, keep_alive, reconnect_min, reconnect_max }
 }
@@ -456,7 +542,10 @@ fn resolve_miner(problems: &mut Problems, section: MinerSection, api: Option<Str
     let api = api.or(section.api);
     if let Some(api) = &api {
         if !api.starts_with("http://") {
-            problems.0.push(format!("miner.api: {api:?} must be an http:// URL, such as {DEFAULT_TREX_URL}"));
+            problems.push(
+                format!("miner.api: {api:?} must be an http:// URL, such as {DEFAULT_TREX_URL}"),
+                format!("miner.api : {api:?} doit être une URL http://, comme {DEFAULT_TREX_URL}"),
+            );
         }
     }
     let api_timeout = problems.duration("miner.api_timeout", section.api_timeout.as_deref(), Duration::from_secs(2), (Duration::from_millis(100), Duration::from_secs(60)));
@@ -532,10 +621,10 @@ mod tests {
         let text = "devise = \"x\"\n[mqtt]\nbrokr = \"mqtt://a\"\n[buffer]\nmax_bytes = \"lots\"\n[extra]\na = 1\n";
         let problems = parse_file(text).unwrap().problems;
         assert_eq!(problems.len(), 4, "{problems:#?}");
-        assert!(problems.iter().any(|p| p.starts_with("devise:") && p.contains("unknown field")), "{problems:#?}");
-        assert!(problems.iter().any(|p| p.starts_with("mqtt.brokr:") && p.contains("unknown field")), "{problems:#?}");
-        assert!(problems.iter().any(|p| p.starts_with("buffer.max_bytes:")), "{problems:#?}");
-        assert!(problems.iter().any(|p| p.starts_with("extra.a:")), "{problems:#?}");
+        assert!(problems.iter().any(|p| p.en.starts_with("devise:") && p.en.contains("unknown field")), "{problems:#?}");
+        assert!(problems.iter().any(|p| p.en.starts_with("mqtt.brokr:") && p.en.contains("unknown field")), "{problems:#?}");
+        assert!(problems.iter().any(|p| p.en.starts_with("buffer.max_bytes:")), "{problems:#?}");
+        assert!(problems.iter().any(|p| p.en.starts_with("extra.a:")), "{problems:#?}");
     }
 
     #[test]
@@ -551,8 +640,8 @@ mod tests {
     fn missing_device_and_broker_are_reported() {
         let error = resolve(ParsedFile::default(), Overrides::default(), "flags").unwrap_err();
         let AgentError::Config { problems, .. } = error else { panic!() };
-        assert!(problems.iter().any(|p| p.contains("--device")), "{problems:#?}");
-        assert!(problems.iter().any(|p| p.contains("--broker")), "{problems:#?}");
+        assert!(problems.iter().any(|p| p.en.contains("--device")), "{problems:#?}");
+        assert!(problems.iter().any(|p| p.en.contains("--broker")), "{problems:#?}");
     }
 
     #[test]
@@ -561,16 +650,30 @@ mod tests {
         let error = resolve(parse_file(text).unwrap(), Overrides::default(), "agent.toml").unwrap_err();
         let AgentError::Config { problems, .. } = error else { panic!() };
         assert_eq!(problems.len(), 4, "{problems:#?}");
-        assert!(problems[0].starts_with("devise:"), "{problems:#?}");
-        assert!(problems[1].starts_with("mqtt.keep_alive:"), "{problems:#?}");
-        assert!(problems[2].starts_with("device: missing"), "{problems:#?}");
-        assert!(problems[3].starts_with("interval:"), "{problems:#?}");
+        assert!(problems[0].en.starts_with("devise:"), "{problems:#?}");
+        assert!(problems[1].en.starts_with("mqtt.keep_alive:"), "{problems:#?}");
+        assert!(problems[2].en.starts_with("device: missing"), "{problems:#?}");
+        assert!(problems[3].en.starts_with("interval:"), "{problems:#?}");
+        assert!(problems[2].fr.starts_with("device : manquant"), "{problems:#?}");
+    }
+
+    /// The annotated example of docs/agent.md must stay a valid configuration.
+    #[test]
+    fn documented_example_parses() {
+        let doc = include_str!("../../../docs/agent.md");
+        let start = doc.find("```toml\n").expect("a TOML example in docs/agent.md") + "```toml\n".len();
+        let end = start + doc[start..].find("```").expect("end of the TOML example");
+        let parsed = parse_file(&doc[start..end]).unwrap();
+        assert!(parsed.problems.is_empty(), "{:?}", parsed.problems);
+        assert_eq!(parsed.file.device.as_deref(), Some("rig-01"));
+        assert_eq!(parsed.file.miner.stop_command.map(|argv| argv.len()), Some(3));
     }
 
     #[test]
     fn syntax_error_names_toml() {
         let problems = parse_file("device = \n").unwrap_err();
-        assert!(problems[0].starts_with("invalid TOML"), "{problems:?}");
+        assert!(problems[0].en.starts_with("invalid TOML"), "{problems:?}");
+        assert!(problems[0].fr.starts_with("TOML invalide"), "{problems:?}");
     }
 
     #[test]

@@ -20,7 +20,7 @@ pub const TOPIC_PREFIX: &str = "smart-energy/v1";
 pub const STATUS_ONLINE: &str = "online";
 /// Status payload after the agent left (retained; also its Last Will).
 pub const STATUS_OFFLINE: &str = "offline";
-/// Longest command id accepted, in bytes.
+/// Maximum length of a command id, in bytes.
 pub const MAX_COMMAND_ID_LEN: usize = 128;
 
 /// Topic of the rig's telemetry messages.
@@ -52,7 +52,7 @@ pub struct CommandMessage {
     pub command: Command,
 }
 
-/// What the agent is asked to do.
+/// Action requested by a command.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "action", rename_all = "snake_case")]
 pub enum Command {
@@ -67,7 +67,7 @@ pub enum Command {
 }
 
 impl Command {
-    /// The `action` value of this command.
+    /// Returns the `action` value of this command.
     pub fn action(&self) -> &'static str {
         match self {
             Command::SetPowerLimit { .. } => "set_power_limit",
@@ -101,7 +101,7 @@ pub enum AckCode {
     CommandFailed,
 }
 
-/// Answer of the agent to one command.
+/// Acknowledgement of one command by the agent.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Ack {
     /// Id of the command; `null` when the command carried no readable id.
@@ -115,9 +115,9 @@ pub struct Ack {
     /// Whether the requested watts were outside the card's range and were clamped.
     #[serde(default)]
     pub clamped: bool,
-    /// What happened, in English.
+    /// Description of the outcome, in English.
     pub message: String,
-    /// What happened, in French.
+    /// Description of the outcome, in French.
     pub message_fr: String,
 }
 
@@ -133,7 +133,7 @@ impl Ack {
     }
 }
 
-/// Why a command payload was rejected.
+/// Reason for rejecting a command payload.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum CommandError {
     #[error("the command is not a JSON object ({0}); send {{\"id\": \"...\", \"action\": \"...\"}}")]
@@ -151,7 +151,7 @@ pub enum CommandError {
 }
 
 impl CommandError {
-    /// The French text of the error, for the ack's `message_fr`.
+    /// Returns the French text of the error, for the ack's `message_fr`.
     pub fn message_fr(&self) -> String {
         match self {
             CommandError::NotJson(reason) => {

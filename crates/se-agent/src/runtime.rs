@@ -1,11 +1,11 @@
 //! The running agent: a sampler task, a command executor task, and the main
 //! loop that owns the buffer and the MQTT connection.
 //!
-//! Each connection gets a fresh rumqttc client with a clean session. When it
-//! drops, every record in flight goes back to pending and is published again,
-//! in order, on the next connection; a record leaves the buffer only when its
-//! PUBACK arrives. rumqttc's own resend queue is never used, so each PUBACK
-//! maps to exactly one buffered record.
+//! Each connection gets a fresh rumqttc client with a clean session. When a
+//! connection drops, every record in flight goes back to pending and is
+//! published again, in order, on the next connection. A record leaves the
+//! buffer only when its PUBACK arrives. rumqttc's own resend queue is never
+//! used, so each PUBACK maps to exactly one buffered record.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -39,8 +39,8 @@ const MAX_PENDING_ACKS: usize = 100;
 const COMMAND_QUEUE: usize = 64;
 /// Time between two writes of the buffer state file.
 const STATE_FLUSH_INTERVAL: Duration = Duration::from_secs(30);
-/// Minimum time between two log lines about dropped readings.
-const DROP_LOG_INTERVAL: Duration = Duration::from_secs(60);
+/// Minimum time between two log lines about the same repeated problem.
+const REPEAT_LOG_INTERVAL: Duration = Duration::from_secs(60);
 /// Time given at shutdown for in-flight records to be acknowledged.
 const SHUTDOWN_DRAIN: Duration = Duration::from_secs(2);
 
@@ -53,8 +53,8 @@ pub struct AgentSources {
 }
 
 impl AgentSources {
-    /// Opens the sources the configuration asks for. A source that is not
-    /// available is logged in one line and left out; the others continue.
+    /// Opens the sources that the configuration enables. A source that is not
+    /// available is logged in one line and left out, and the others continue.
     pub fn from_config(config: &AgentConfig) -> AgentSources {
         let gpus: Option<Box<dyn GpuSource>> = match config.gpu {
             GpuMode::Nvml => match NvmlGpus::init() {
@@ -108,7 +108,7 @@ pub struct AgentStatus {
 }
 
 impl AgentStatus {
-    /// Whether the agent has a broker connection now.
+    /// Returns whether the agent has a broker connection now.
     pub fn connected(&self) -> bool {
         self.connected.load(Ordering::Relaxed)
     }
@@ -259,7 +259,7 @@ async fn run_sampler(
     }
 }
 
-/// What a QoS 1 publish of this connection carries.
+/// Content of a QoS 1 publish of this connection.
 #[derive(Debug, Clone, Copy)]
 enum Sent {
     Telemetry(u64),
@@ -284,13 +284,15 @@ impl Connection {
     fn start(config: &AgentConfig) -> Connection {
         let device = config.device.as_str();
         let mut options = MqttOptions::new(format!("smart-energy-agent-{device}"), config.mqtt.host.clone(), config.mqtt.port);
-        options.set_keep_alive(config.mqtt.keep_alive);
+        // rumqttc rejects keep-alive intervals under one second.
+        options.set_keep_alive(config.mqtt.keep_alive.max(Duration::from_secs(1)));
         options.set_clean_session(true);
         options.set_max_packet_size(1024 * 1024, 1024 * 1024);
         options.set_last_will(LastWill::new(protocol::status_topic(device), protocol::STATUS_OFFLINE, QoS::AtLeastOnce, true));
         if let Some(username) = &config.mqtt.username {
             options.set_credentials(username.clone(), config.mqtt.password.clone().unwrap_or_default());
         }
+
         let (client, mut eventloop) = AsyncClient::new(options, REQUEST_CAPACITY);
         let (event_tx, events) = mpsc::channel(REQUEST_CAPACITY);
         let poller = tokio::spawn(async move {
@@ -302,6 +304,7 @@ impl Connection {
                 }
             }
         });
+
         Connection {
             client,
             events,
@@ -342,6 +345,26 @@ impl Drop for Connection {
     }
 }
 
+/// Decides when to log a repeated event: at the first one, then at most once
+/// per [`REPEAT_LOG_INTERVAL`] with the number of events since the last line.
+#[derive(Debug, Default)]
+struct LogLimiter {
+    last: Option<Instant>,
+    pending: u64,
+}
+
+impl LogLimiter {
+    /// Adds `count` events; returns the number to log now, if a line is due.
+    fn record(&mut self, count: u64) -> Option<u64> {
+        self.pending += count;
+        if self.pending == 0 || self.last.is_some_and(|last| last.elapsed() < REPEAT_LOG_INTERVAL) {
+            return None;
+        }
+        self.last = Some(Instant::now());
+        Some(std::mem::take(&mut self.pending))
+    }
+}
+
 /// State owned by the main loop.
 struct MainLoop {
     config: AgentConfig,
@@ -355,8 +378,8 @@ struct MainLoop {
     outage_since: Option<Instant>,
     pending_acks: VecDeque<Ack>,
     last_state_flush: Instant,
-    last_drop_log: Option<Instant>,
-    drops_since_log: usize,
+    drop_log: LogLimiter,
+    disk_error_log: LogLimiter,
     telemetry_topic: String,
     command_topic: String,
     /// Set at shutdown: no new record is published.
@@ -386,8 +409,8 @@ impl MainLoop {
             outage_since: None,
             pending_acks: VecDeque::new(),
             last_state_flush: Instant::now(),
-            last_drop_log: None,
-            drops_since_log: 0,
+            drop_log: LogLimiter::default(),
+            disk_error_log: LogLimiter::default(),
             telemetry_topic: protocol::telemetry_topic(&device),
             command_topic: protocol::command_topic(&device),
             stopping: false,
@@ -422,9 +445,33 @@ impl MainLoop {
         let seq = self.buffer.allocate_seq();
         let payload = telemetry_payload(seq, sample.ts_ms, self.config.site.as_deref(), &sample.rig);
         let record = Record { seq, ts_ms: sample.ts_ms, topic: self.telemetry_topic.clone(), payload };
-        match self.buffer.append(record) {
-            Ok(outcome) => self.log_drops(outcome.dropped.len()),
-            Err(error) => tracing::error!(device_id = %self.config.device, seq, %error, "cannot buffer a reading; it is lost"),
+        let dropped = match self.buffer.append(record.clone()) {
+            Ok(outcome) => outcome.dropped.len() as u64,
+            Err(error @ AgentError::RecordTooLarge { .. }) => {
+                tracing::error!(device_id = %self.config.device, seq, %error, "a reading is lost");
+                0
+            }
+            Err(error) => {
+                if let Some(count) = self.disk_error_log.record(1) {
+                    tracing::error!(
+                        device_id = %self.config.device,
+                        seq,
+                        readings = count,
+                        %error,
+                        "cannot write readings to the buffer directory; they are kept in memory only and are lost if the agent stops before they are sent"
+                    );
+                }
+                self.buffer.append_in_memory(record).dropped.len() as u64
+            }
+        };
+        if let Some(count) = self.drop_log.record(dropped) {
+            tracing::error!(
+                device_id = %self.config.device,
+                dropped = count,
+                dropped_total = self.buffer.stats().dropped_total,
+                max_bytes = self.config.buffer_max_bytes,
+                "buffer full: the oldest readings were dropped and are lost; restore the broker connection or raise buffer.max_bytes"
+            );
         }
         self.status.last_seq.store(seq, Ordering::Relaxed);
         self.status.update(&self.buffer);
@@ -438,22 +485,6 @@ impl MainLoop {
         if let Err(error) = self.buffer.flush_state() {
             tracing::warn!(%error, "cannot save the buffer state; after a crash some readings may be sent twice");
         }
-    }
-
-    fn log_drops(&mut self, dropped: usize) {
-        self.drops_since_log += dropped;
-        if self.drops_since_log == 0 || self.last_drop_log.is_some_and(|last| last.elapsed() < DROP_LOG_INTERVAL) {
-            return;
-        }
-        tracing::error!(
-            device_id = %self.config.device,
-            dropped = self.drops_since_log,
-            dropped_total = self.buffer.stats().dropped_total,
-            max_bytes = self.config.buffer_max_bytes,
-            "buffer full: the oldest readings were dropped and are lost; restore the broker connection or raise buffer.max_bytes"
-        );
-        self.drops_since_log = 0;
-        self.last_drop_log = Some(Instant::now());
     }
 
     fn pump(&mut self) {
@@ -500,7 +531,7 @@ impl MainLoop {
             Some(Ok(Event::Incoming(Packet::Publish(publish)))) => self.on_command(publish),
             Some(Ok(Event::Incoming(Packet::SubAck(suback)))) => {
                 if suback.return_codes.iter().any(|code| matches!(code, SubscribeReasonCode::Failure)) {
-                    tracing::error!(topic = %self.command_topic, "the broker refused the command subscription; commands will not reach this rig. Check the broker's access rules");
+                    tracing::error!(topic = %self.command_topic, "the broker rejected the command subscription, so commands will not reach this rig. Check the broker's access rules");
                 }
             }
             Some(Ok(_)) => {}
@@ -522,7 +553,7 @@ impl MainLoop {
             buffered = self.buffer.stats().records,
             "connected to the broker"
         );
-        // Subscribe before announcing `online`, so that a server that sees `online` can send commands.
+        // Subscribe before announcing `online`, so that a server that receives `online` can send commands at once.
         if connection.client.try_subscribe(self.command_topic.clone(), QoS::AtLeastOnce).is_err() {
             tracing::warn!(topic = %self.command_topic, "cannot subscribe to commands on this connection");
         }
@@ -641,6 +672,16 @@ impl MainLoop {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn limiter_logs_first_then_waits() {
+        let mut limiter = LogLimiter::default();
+        assert_eq!(limiter.record(0), None);
+        assert_eq!(limiter.record(3), Some(3));
+        assert_eq!(limiter.record(2), None);
+        limiter.last = Instant::now().checked_sub(REPEAT_LOG_INTERVAL);
+        assert_eq!(limiter.record(0), Some(2));
+    }
 
     #[test]
     fn device_seed_is_stable() {

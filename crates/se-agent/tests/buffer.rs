@@ -189,6 +189,7 @@ fn unknown_version_is_a_clear_error() {
     let message = error.to_string();
     assert!(message.contains("format version 7"), "{message}");
     assert!(message.contains("version 1 only"), "{message}");
+    assert!(error.message_fr().contains("format version 7"), "{}", error.message_fr());
     // The segment is left untouched for a newer agent.
     assert_eq!(fs::read(&segment).unwrap(), bytes);
 }
@@ -208,6 +209,19 @@ fn torn_header_segment_is_removed() {
     let buffer = DiskBuffer::open(dir.path(), options(1 << 20)).unwrap();
     assert!(buffer.seqs().is_empty());
     assert!(segments(dir.path()).is_empty());
+}
+
+#[test]
+fn memory_only_record_is_sent_not_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut buffer = DiskBuffer::open(dir.path(), options(1 << 20)).unwrap();
+    append(&mut buffer, 10);
+    let seq = buffer.allocate_seq();
+    buffer.append_in_memory(Record { seq, ts_ms: 0, topic: TOPIC.to_owned(), payload: b"{}".to_vec() });
+    assert_eq!(buffer.seqs(), vec![1, 2]);
+    drop(buffer);
+    let reopened = DiskBuffer::open(dir.path(), options(1 << 20)).unwrap();
+    assert_eq!(reopened.seqs(), vec![1]);
 }
 
 fn fixture_path() -> PathBuf {

@@ -101,6 +101,7 @@ async fn unknown_gpu_is_rejected() {
     assert!(!ack.ok);
     assert_eq!(ack.code, AckCode::UnknownGpu);
     assert_eq!(ack.message, "no GPU with index 9: valid indexes are 0 to 3");
+    assert_eq!(ack.message_fr, "aucun GPU d'indice 9 : les indices valides vont de 0 à 3");
     assert_eq!(ack.applied_watts, None);
     assert_eq!(calls, 0);
 }

@@ -14,7 +14,7 @@ use se_agent::sources::nvml::NvmlGpus;
 use se_agent::sources::GpuSource;
 use se_agent::{AgentError, AgentSources, GpuMode};
 
-/// A T-Rex `/summary` answer for two GPUs on PCI buses 2 and 1.
+/// A T-Rex `/summary` response for two GPUs on PCI buses 2 and 1.
 const SUMMARY: &str = r#"{
     "algorithm": "ethash",
     "hashrate": 61000000,

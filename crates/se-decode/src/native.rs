@@ -23,6 +23,9 @@ pub struct NativeDecoder;
 enum Kind {
     Telemetry,
     Status,
+    /// Device commands and their acknowledgements: not readings, so they are
+    /// accepted here (not counted as unknown topics) and produce nothing.
+    Command,
 }
 
 fn split_topic(topic: &str) -> Option<(&str, Kind)> {
@@ -31,6 +34,7 @@ fn split_topic(topic: &str) -> Option<(&str, Kind)> {
     match leaf {
         "telemetry" => Some((device, Kind::Telemetry)),
         "status" => Some((device, Kind::Status)),
+        "cmd" | "ack" => Some((device, Kind::Command)),
         _ => None,
     }
 }
@@ -59,6 +63,7 @@ impl Decoder for NativeDecoder {
             }
         };
         match kind {
+            Kind::Command => Decoded::default(),
             Kind::Status => decode_status(device, topic, payload),
             Kind::Telemetry => decode_telemetry(device, topic, payload, received_ms),
         }
@@ -340,6 +345,14 @@ mod tests {
     fn status_reports_online_state() {
         let decoded = NativeDecoder.decode("smart-energy/v1/rig-01/status", b"offline", NOW);
         assert_eq!(decoded.online, Some(false));
+    }
+
+    #[test]
+    fn command_topics_are_ignored() {
+        for topic in ["smart-energy/v1/rig-01/cmd", "smart-energy/v1/rig-01/ack"] {
+            let decoded = NativeDecoder.decode(topic, br#"{"id":"c1","ok":true}"#, NOW);
+            assert!(decoded.is_empty(), "{topic}: {decoded:?}");
+        }
     }
 
     #[test]

@@ -35,7 +35,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let service = matches!(cli.command, Command::Serve(_) | Command::Simulate(_));
+    let service = matches!(cli.command, Command::Serve(_) | Command::Simulate(_) | Command::Agent(_));
     cmd::init_logging(if service { "info" } else { "warn" });
     let result = match cli.command {
         Command::Serve(args) => cmd::serve::run(args),

@@ -25,7 +25,7 @@ struct Entry {
     state: State,
 }
 
-/// What [`BufferCore::push`] did.
+/// Outcome of [`BufferCore::push`].
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct PushOutcome {
     /// Sequence numbers of the oldest records dropped to make room.

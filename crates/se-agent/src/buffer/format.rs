@@ -8,7 +8,7 @@
 //! body:   seq u64 LE | ts_ms i64 LE | topic length u16 LE | topic (UTF-8) | payload
 //! ```
 //!
-//! A record cut short at the end of a file is a torn write from a crash; a
+//! A record cut short at the end of a file is a torn write from a crash. A
 //! record whose CRC does not match is corrupt. Readers stop at either.
 
 /// First bytes of every segment file.
@@ -52,7 +52,7 @@ pub fn encode_header() -> [u8; HEADER_LEN] {
     header
 }
 
-/// Why a segment header cannot be read.
+/// Problem found in a segment header.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HeaderError {
     /// Fewer bytes than a header: a segment torn at creation.

@@ -114,7 +114,7 @@ impl SegmentLog {
         Ok(())
     }
 
-    /// Whether [`SegmentLog::remove_through`] with `seq` would delete a file.
+    /// Returns whether [`SegmentLog::remove_through`] with `seq` would delete a file.
     pub fn has_removable(&self, seq: u64) -> bool {
         self.closed().any(|segment| segment.last_seq.is_none_or(|last| last <= seq))
     }

@@ -96,7 +96,7 @@ impl DiskBuffer {
             dropped += core.push(record).dropped.len();
         }
         if dropped > 0 {
-            tracing::error!(dropped, max_bytes = options.max_bytes, "buffer holds more than buffer.max_bytes; dropped the oldest readings");
+            tracing::error!(dropped, max_bytes = options.max_bytes, "buffer contains more than buffer.max_bytes; the oldest readings were dropped and are lost");
         }
         if !core.is_empty() {
             tracing::info!(records = core.len(), bytes = core.bytes(), next_seq, "buffer has unsent readings from an earlier run");
@@ -128,6 +128,20 @@ impl DiskBuffer {
             self.remove_sent_segments()?;
         }
         Ok(outcome)
+    }
+
+    /// Queues `record` without writing it to disk, after [`DiskBuffer::append`]
+    /// failed on a disk error: the record is still published, but lost if the
+    /// agent stops before its PUBACK.
+    pub fn append_in_memory(&mut self, record: Record) -> PushOutcome {
+        self.next_seq = self.next_seq.max(record.seq + 1);
+        let outcome = self.core.push(record);
+        if !outcome.dropped.is_empty() {
+            if let Err(error) = self.remove_sent_segments() {
+                tracing::warn!(%error, "cannot delete sent buffer segments");
+            }
+        }
+        outcome
     }
 
     /// Returns a copy of the oldest record not yet sent on this connection.

@@ -2,7 +2,7 @@
 //!
 //! T-Rex serves `GET http://127.0.0.1:4067/summary` by default (its
 //! `--api-bind-http` option moves it). The agent reads these fields of the
-//! JSON answer and ignores the rest:
+//! JSON response and ignores the rest:
 //!
 //! | field | meaning |
 //! |---|---|
@@ -48,9 +48,9 @@ struct SummaryGpu {
     hashrate: Option<f64>,
 }
 
-/// Parses a T-Rex `/summary` answer. GPUs without a valid hashrate are left out.
+/// Parses a T-Rex `/summary` response. GPUs without a valid hashrate are left out.
 pub fn parse_trex_summary(body: &[u8]) -> Result<Vec<MinerGpu>, String> {
-    let summary: Summary = serde_json::from_slice(body).map_err(|error| format!("the answer is not a T-Rex summary: {error}"))?;
+    let summary: Summary = serde_json::from_slice(body).map_err(|error| format!("the response is not a T-Rex summary: {error}"))?;
     Ok(summary
         .gpus
         .into_iter()
@@ -112,7 +112,7 @@ impl MinerApi {
         if !status.is_success() {
             return Err(error(format!("HTTP status {status}")));
         }
-        let body = response.bytes().await.map_err(|source| error(format!("cannot read the answer: {source}")))?;
+        let body = response.bytes().await.map_err(|source| error(format!("cannot read the response: {source}")))?;
         parse_trex_summary(&body).map_err(error)
     }
 
@@ -121,14 +121,14 @@ impl MinerApi {
         match self.fetch().await {
             Ok(gpus) => {
                 if self.failing {
-                    tracing::info!(url = %self.url, "miner API answers again");
+                    tracing::info!(url = %self.url, "miner API responds again");
                     self.failing = false;
                 }
                 Some(gpus)
             }
             Err(error) => {
                 if !self.failing {
-                    tracing::warn!(%error, "cannot read the miner hashrate; hashrate_mhs is left out until the miner API answers");
+                    tracing::warn!(%error, "cannot read the miner hashrate; hashrate_mhs is left out until the miner API responds");
                     self.failing = true;
                 }
                 None

@@ -1,4 +1,4 @@
-//! Where readings come from: GPUs (NVML, simulated or fake), CPU package
+//! Sources of readings: GPUs (NVML, simulated or fake), CPU package
 //! power (Linux RAPL) and the miner's hashrate (T-Rex HTTP API).
 
 pub mod fake;

@@ -22,8 +22,7 @@ pub struct NvmlGpus {
 }
 
 impl NvmlGpus {
-    /// Loads NVML. Without an NVIDIA driver this returns
-    /// [`AgentError::NvmlUnavailable`] and never panics.
+    /// Loads NVML. Without an NVIDIA driver this returns [`AgentError::NvmlUnavailable`].
     pub fn init() -> Result<NvmlGpus, AgentError> {
         let mut first_error = None;
         for name in LIBRARY_NAMES {

@@ -88,7 +88,7 @@ impl RaplReader {
     }
 
     /// Reads the counters and returns the total package power in watts since
-    /// the previous call; `None` on the first call or when a counter cannot be read.
+    /// the previous call. Returns `None` on the first call and when a counter cannot be read.
     pub fn sample(&mut self) -> Option<f64> {
         self.sample_at(Instant::now())
     }

@@ -88,7 +88,7 @@ pub fn payloads_on(collected: &Collected, topic: &str) -> Vec<Vec<u8>> {
     collected.lock().unwrap().iter().filter(|(t, _, _)| t == topic).map(|(_, payload, _)| payload.clone()).collect()
 }
 
-/// A configuration with a 100 ms interval and fast reconnection, GPUs from the test.
+/// Returns a configuration with a 100 ms interval and fast reconnection, without NVML or RAPL.
 pub fn config(device: &str, port: u16, buffer_dir: &Path) -> AgentConfig {
     let mut config = AgentConfig::new(DeviceId::parse(device).unwrap(), "127.0.0.1", port, buffer_dir);
     config.interval = Duration::from_millis(100);
@@ -137,7 +137,7 @@ pub async fn wait_for(limit: Duration, what: &str, mut check: impl FnMut() -> bo
     }
 }
 
-/// A loopback address on a port that was free a moment ago.
+/// Returns a loopback address on a port that was free a moment ago.
 pub fn free_addr() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], se_testkit::free_port()))
 }

@@ -3,11 +3,11 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
 use se_agent::config::{self, ParsedFile};
-use se_agent::{Agent, AgentSources, Overrides};
+use se_agent::{Agent, AgentError, AgentSources, Overrides};
+use se_core::Lang;
 
 use super::parse_duration;
 
@@ -43,9 +43,21 @@ pub struct AgentArgs {
 }
 
 pub fn run(args: AgentArgs) -> anyhow::Result<()> {
-    let (file, origin) = match &args.config {
-        Some(path) => (config::load_file(path)?, format!("{} and command-line flags", path.display())),
-        None => (ParsedFile::default(), "command-line flags".to_owned()),
+    let lang = super::model::operator_lang();
+    run_agent(args, lang).map_err(|error| match lang {
+        Lang::Fr => anyhow::anyhow!(error.message_fr()),
+        Lang::En => anyhow::anyhow!(error),
+    })
+}
+
+fn run_agent(args: AgentArgs, lang: Lang) -> Result<(), AgentError> {
+    let flags = match lang {
+        Lang::En => "command-line flags",
+        Lang::Fr => "options de la ligne de commande",
+    };
+    let (parsed, origin) = match &args.config {
+        Some(path) => (config::load_file(path)?, format!("{} + {flags}", path.display())),
+        None => (ParsedFile::default(), flags.to_owned()),
     };
     let overrides = Overrides {
         broker: args.broker,
@@ -57,9 +69,9 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
         simulate: args.simulate,
         miner_api: args.miner_api,
     };
-    let config = config::resolve(file, overrides, &origin)?;
+    let config = config::resolve(parsed, overrides, &origin)?;
 
-    let runtime = tokio::runtime::Runtime::new().context("failed to start the async runtime")?;
+    let runtime = tokio::runtime::Runtime::new().map_err(|error| AgentError::Task(format!("cannot start the async runtime: {error}")))?;
     runtime.block_on(async move {
         let sources = AgentSources::from_config(&config);
         let agent = Agent::new(config, sources)?;
@@ -69,7 +81,6 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
             super::wait_for_signal().await;
             stop.cancel();
         });
-        agent.run(shutdown).await?;
-        Ok(())
+        agent.run(shutdown).await
     })
 }
