@@ -54,7 +54,8 @@ impl SequenceTracker {
             self.lost -= 1;
             return SequenceOutcome::Late;
         }
-        if last - seq > RESTART_DROP || seq == 0 {
+        // Devices restart their counter at 0 or 1 after a reboot.
+        if last - seq > RESTART_DROP || seq <= 1 {
             self.restarts += 1;
             self.missing.clear();
             self.last = Some(seq);
@@ -104,6 +105,15 @@ mod tests {
         assert_eq!(tracker.observe(11), SequenceOutcome::Duplicate);
         assert_eq!(tracker.duplicates, 1);
         assert_eq!(tracker.lost, 0);
+    }
+
+    #[test]
+    fn reset_to_one_is_restart() {
+        let mut tracker = SequenceTracker::default();
+        tracker.observe(79);
+        assert_eq!(tracker.observe(1), SequenceOutcome::Restart);
+        assert_eq!(tracker.observe(2), SequenceOutcome::InOrder);
+        assert_eq!(tracker.duplicates, 0);
     }
 
     #[test]

@@ -93,13 +93,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let store = SqliteStore::open(&args.data_dir)?;
     let store: Arc<dyn Store> = Arc::new(store);
     health.set_store(true);
-    announce_accounts(store.as_ref(), &args).await?;
 
     let http_listener = bind_http(&args).await?;
     let http_addr = http_listener.local_addr().context("reading the HTTP listen address")?;
-    if args.demo && se_web::ensure_demo_account(store.as_ref(), http_addr).await? {
-        println!("Demo account: user demo, password demo (loopback only).");
-    }
 
     let core = IngestCore::new(DecoderSet::new(default_decoders(prototype_device)?));
     let topic_filters = core.topic_filters();
@@ -107,6 +103,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         Some(url) => Source::External(ExternalSourceConfig::from_url(url, &args.mqtt_client_id.clone().unwrap_or_else(external_client_id), topic_filters.clone())?),
         None => Source::Embedded(bind_broker(&args).await?),
     };
+
+    // Accounts come after every port is bound, so a failed start does not
+    // spend the one-time admin password.
+    announce_accounts(store.as_ref(), &args).await?;
+    if args.demo {
+        create_demo_account(store.as_ref(), http_addr).await?;
+    }
 
     let shutdown = CancellationToken::new();
     let live = se_web::live_channel();
@@ -173,6 +176,17 @@ async fn announce_accounts(store: &dyn Store, args: &ServeArgs) -> anyhow::Resul
 
 fn loopback(port: u16) -> SocketAddr {
     SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port))
+}
+
+/// Creates the demo account and lets it see the default site, where every
+/// unassigned device is.
+async fn create_demo_account(store: &dyn Store, http_addr: SocketAddr) -> anyhow::Result<()> {
+    se_web::ensure_demo_account(store, http_addr).await?;
+    println!("Demo account: user demo, password demo (loopback only).");
+    if let Some(demo) = store.user_by_name("demo").await? {
+        store.set_site_owner(se_store::DEFAULT_SITE_ID, demo.id, true).await?;
+    }
+    Ok(())
 }
 
 /// Binds the HTTP port. In demo mode a busy default port is replaced by a free one.
