@@ -1,8 +1,8 @@
 use std::collections::{HashMap, HashSet};
 
-use se_core::{Decoded, DeviceId, Reading, RejectReason, Rejection, SequenceOutcome, SequenceTracker, TimestampMs};
+use se_core::{Decoded, DeviceId, RejectReason, Rejection, SequenceOutcome, SequenceTracker, TimestampMs};
 use se_decode::DecoderSet;
-use se_store::DeviceCounters;
+use se_store::{DeviceCounters, IngestBatch};
 
 /// Minimum time between two log lines for the same device and reason.
 const LOG_INTERVAL_MS: TimestampMs = 60_000;
@@ -16,14 +16,12 @@ pub struct IngestCounters {
     pub duplicate_messages: u64,
 }
 
-/// What one batch of messages produced.
+/// Output of decoding one batch of messages.
 #[derive(Debug, Default)]
 pub struct Processed {
-    pub readings: Vec<Reading>,
-    pub rejections: Vec<Rejection>,
-    /// Devices whose message counters changed, with their new counters.
-    pub counters: Vec<(DeviceId, DeviceCounters)>,
-    pub online: Vec<(DeviceId, bool)>,
+    /// What the store must write, in one transaction. `rejected_at_ms` is left
+    /// at 0 for the writer to set.
+    pub batch: IngestBatch,
     /// Rejections due for a log line (at most one per device and reason a minute).
     pub to_log: Vec<Rejection>,
 }
@@ -50,7 +48,7 @@ impl IngestCore {
     }
 
     /// Seeds the sequence state of a device from stored counters, so that a
-    /// restart of the server neither forgets losses nor counts a false gap.
+    /// restart of the server keeps the loss count and counts no false gap.
     pub fn restore_counters(&mut self, device: DeviceId, counters: &DeviceCounters) {
         let mut tracker = SequenceTracker::default();
         if let Some(last) = counters.last_seq {
@@ -76,12 +74,15 @@ impl IngestCore {
             let decoded = self.decoders.decode(topic, payload, received_ms);
             self.absorb(decoded, received_ms, &mut processed, &mut changed);
         }
-        processed.counters = changed.into_iter().map(|device| {
-            let counters = self.device_counters(&device);
-            (device, counters)
-        }).collect();
-        self.counters.readings += processed.readings.len() as u64;
-        self.counters.rejected_values += processed.rejections.len() as u64;
+        processed.batch.counters = changed
+            .into_iter()
+            .map(|device| {
+                let counters = self.device_counters(&device);
+                (device, counters)
+            })
+            .collect();
+        self.counters.readings += processed.batch.readings.len() as u64;
+        self.counters.rejected_values += processed.batch.rejections.len() as u64;
         processed
     }
 
@@ -105,17 +106,17 @@ impl IngestCore {
                 changed.insert(device.clone());
             }
             if let Some(online) = online {
-                processed.online.push((device.clone(), online));
+                processed.batch.online.push((device.clone(), online, received_ms));
             }
         }
         if keep_readings {
-            processed.readings.extend(readings);
+            processed.batch.readings.extend(readings);
         }
         for rejection in rejections {
             if self.due_for_log(&rejection, received_ms) {
                 processed.to_log.push(rejection.clone());
             }
-            processed.rejections.push(rejection);
+            processed.batch.rejections.push(rejection);
         }
     }
 
@@ -163,7 +164,7 @@ mod tests {
         let topic = "smart-energy/v1/rig-01/telemetry";
         let payloads: Vec<String> = [1, 2, 5].iter().map(|s| message(*s)).collect();
         let processed = core.process(payloads.iter().map(|p| (topic, p.as_bytes(), T0)));
-        assert_eq!(processed.readings.len(), 3);
+        assert_eq!(processed.batch.readings.len(), 3);
         let device = DeviceId::parse("rig-01").unwrap();
         assert_eq!(core.device_counters(&device).lost, 2);
         assert_eq!(core.device_counters(&device).last_seq, Some(5));
@@ -175,7 +176,7 @@ mod tests {
         let topic = "smart-energy/v1/rig-01/telemetry";
         let payload = message(9);
         let processed = core.process([(topic, payload.as_bytes(), T0), (topic, payload.as_bytes(), T0 + 1)]);
-        assert_eq!(processed.readings.len(), 1);
+        assert_eq!(processed.batch.readings.len(), 1);
         assert_eq!(core.counters.duplicate_messages, 1);
     }
 
@@ -188,7 +189,7 @@ mod tests {
         let third = core.process([(topic, b"oops".as_slice(), T0 + 61_000)]);
         assert_eq!(first.to_log.len(), 1);
         assert_eq!(second.to_log.len(), 0);
-        assert_eq!(second.rejections.len(), 1);
+        assert_eq!(second.batch.rejections.len(), 1);
         assert_eq!(third.to_log.len(), 1);
     }
 

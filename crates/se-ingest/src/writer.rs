@@ -5,7 +5,7 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use se_core::{now_ms, Reading, TimestampMs};
-use se_store::{Store, StoreError};
+use se_store::{IngestBatch, Store, StoreError};
 
 use crate::core::{IngestCore, IngestCounters, Processed};
 
@@ -61,13 +61,14 @@ pub async fn run_writer(
         if received == 0 {
             break;
         }
-        let processed = core.process(batch.iter().map(|m| (m.topic.as_str(), m.payload.as_ref(), m.received_ms)));
+        let mut processed = core.process(batch.iter().map(|m| (m.topic.as_str(), m.payload.as_ref(), m.received_ms)));
         log_rejections(&processed);
-        match write_with_retry(store.as_ref(), &processed, config.max_attempts).await {
+        processed.batch.rejected_at_ms = now_ms();
+        match write_with_retry(store.as_ref(), &processed.batch, config.max_attempts).await {
             Ok(()) => {
                 if let Some(observer) = &observer {
-                    if !processed.readings.is_empty() {
-                        observer(&processed.readings);
+                    if !processed.batch.readings.is_empty() {
+                        observer(&processed.batch.readings);
                     }
                 }
                 for message in batch.drain(..) {
@@ -116,11 +117,11 @@ fn log_rejections(processed: &Processed) {
     }
 }
 
-async fn write_with_retry(store: &dyn Store, processed: &Processed, max_attempts: u32) -> Result<(), StoreError> {
+async fn write_with_retry(store: &dyn Store, batch: &IngestBatch, max_attempts: u32) -> Result<(), StoreError> {
     let mut attempt = 1;
     loop {
-        match write_once(store, processed).await {
-            Ok(()) => return Ok(()),
+        match store.write_ingest_batch(batch).await {
+            Ok(_) => return Ok(()),
             Err(error) if attempt < max_attempts => {
                 let delay = Duration::from_millis(50 * 2u64.pow(attempt));
                 tracing::warn!(%error, attempt, retry_in_ms = delay.as_millis() as u64, "storing a batch failed; retrying");
@@ -130,20 +131,4 @@ async fn write_with_retry(store: &dyn Store, processed: &Processed, max_attempts
             Err(error) => return Err(error),
         }
     }
-}
-
-async fn write_once(store: &dyn Store, processed: &Processed) -> Result<(), StoreError> {
-    if !processed.readings.is_empty() {
-        store.write_readings(&processed.readings).await?;
-    }
-    if !processed.rejections.is_empty() {
-        store.record_rejections(&processed.rejections, now_ms()).await?;
-    }
-    for (device, counters) in &processed.counters {
-        store.update_device_counters(device, counters).await?;
-    }
-    for (device, online) in &processed.online {
-        store.set_device_online(device, *online, now_ms()).await?;
-    }
-    Ok(())
 }

@@ -26,6 +26,11 @@ pub trait Store: Send + Sync + 'static {
     /// duplicate, so replays are stored once.
     async fn write_readings(&self, readings: &[Reading]) -> Result<WriteOutcome, StoreError>;
 
+    /// Writes the readings, rejections, device counters and online reports of
+    /// one ingestion batch in one transaction. Readings follow the rules of
+    /// [`Store::write_readings`].
+    async fn write_ingest_batch(&self, batch: &IngestBatch) -> Result<WriteOutcome, StoreError>;
+
     /// Records rejected input values and bumps the per-device, per-reason counters.
     async fn record_rejections(&self, rejections: &[Rejection], at_ms: TimestampMs) -> Result<(), StoreError>;
 

@@ -53,7 +53,7 @@
 //!   assigned before it first reports.
 //! - `site_owners(site_id, user_id)`: building owners who may see a site.
 //!
-//! `PRAGMA user_version` holds the schema version. Opening applies the
+//! `PRAGMA user_version` contains the schema version. Opening applies the
 //! missing migrations and rejects a file written by a newer version.
 //!
 //! # Durability
@@ -91,7 +91,7 @@ use tracing::{info, warn};
 
 use self::pool::ReaderPool;
 use self::write::Writer;
-use crate::{
+use crate::{IngestBatch, 
     DeviceCounters, DeviceSummary, IngestErrorQuery, IngestErrorReport, NewUser, RawQuery,
     SeriesPoint, SeriesQuery, Site, Store, StoreError, StoreStats, User, WriteOutcome,
 };
@@ -269,6 +269,11 @@ impl Store for SqliteStore {
             writer.write_readings(&readings)
         })
         .await
+    }
+
+    async fn write_ingest_batch(&self, batch: &IngestBatch) -> Result<WriteOutcome, StoreError> {
+        let batch = batch.clone();
+        self.write("write_ingest_batch", move |writer| writer.write_ingest_batch(&batch)).await
     }
 
     async fn record_rejections(

@@ -9,6 +9,19 @@ pub struct WriteOutcome {
     pub duplicates: u64,
 }
 
+/// Everything one ingestion batch produced, written in one transaction.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct IngestBatch {
+    pub readings: Vec<se_core::Reading>,
+    pub rejections: Vec<se_core::Rejection>,
+    /// Time at which the rejections were recorded.
+    pub rejected_at_ms: TimestampMs,
+    /// New message counters of the devices whose counters changed.
+    pub counters: Vec<(DeviceId, DeviceCounters)>,
+    /// Online state reports: device, online, time of the report.
+    pub online: Vec<(DeviceId, bool, TimestampMs)>,
+}
+
 /// Message counters of one device, kept by ingestion from sequence numbers.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeviceCounters {
@@ -49,7 +62,7 @@ pub struct SeriesQuery {
     pub metric: Metric,
     pub from_ms: TimestampMs,
     pub to_ms: TimestampMs,
-    /// Maximum number of buckets returned; 0 asks for raw points.
+    /// Maximum number of buckets returned. 0 requests raw points.
     pub max_points: u32,
 }
 
@@ -87,7 +100,7 @@ pub struct IngestErrorQuery {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct IngestErrorRecord {
     pub at_ms: TimestampMs,
-    /// Empty when the device could not be told, as for an unknown topic.
+    /// `None` when the device is unknown, as for an unknown topic.
     pub device: Option<DeviceId>,
     pub topic: String,
     pub field: Option<String>,

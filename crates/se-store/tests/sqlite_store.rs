@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use se_core::{now_ms, ChannelName, DeviceId, Metric, Reading, RejectReason, Rejection};
 use se_store::{
-    DeviceCounters, IngestErrorQuery, NewUser, RawQuery, Role, SeriesPoint, SeriesQuery, Site,
+    DeviceCounters, IngestBatch, IngestErrorQuery, NewUser, RawQuery, Role, SeriesPoint, SeriesQuery, Site,
     SqliteStore, Store, StoreError, WriteOutcome, DEFAULT_SITE_ID,
 };
 use tempfile::TempDir;
@@ -576,6 +576,34 @@ async fn device_counters_and_online_round_trip() {
         "an offline report is not a sign of life"
     );
     assert_eq!(unknown, None);
+}
+
+#[tokio::test]
+async fn ingest_batch_writes_every_part() {
+    let (_dir, store) = open_temp();
+    let rig = device("rig-07");
+    let counters = DeviceCounters { last_seq: Some(12), lost: 2, duplicates: 1, restarts: 0 };
+    let batch = IngestBatch {
+        readings: vec![
+            reading("rig-07", "gpu0", Metric::Power, 1_000, 210.0),
+            reading("rig-07", "gpu0", Metric::Power, 1_000, 210.0),
+            reading("rig-07", "gpu1", Metric::Power, 1_000, f64::NAN),
+        ],
+        rejections: vec![rejection(Some("rig-07"), RejectReason::NotANumber, "nan")],
+        rejected_at_ms: 2_000,
+        counters: vec![(rig.clone(), counters)],
+        online: vec![(rig.clone(), true, 1_500)],
+    };
+
+    let outcome = store.write_ingest_batch(&batch).await.expect("write batch");
+    let summary = store.device(&rig).await.expect("read").expect("device exists");
+    let stored = store.raw_readings(&all_of("rig-07")).await.expect("raw");
+
+    assert_eq!(outcome, WriteOutcome { stored: 1, duplicates: 1 });
+    assert_eq!(stored.len(), 1, "the NaN reading is skipped, the duplicate stored once");
+    assert_eq!(summary.counters, counters);
+    assert_eq!(summary.online, Some(true));
+    assert_eq!(summary.ingest_errors, 1);
 }
 
 #[tokio::test]

@@ -8,7 +8,7 @@ use tracing::warn;
 
 use super::convert::{count_to_sql, db, is_unique_violation, seq_to_sql};
 use super::read::user_by_id;
-use crate::{DeviceCounters, NewUser, Site, StoreError, User, WriteOutcome, DEFAULT_SITE_ID};
+use crate::{DeviceCounters, IngestBatch, NewUser, Site, StoreError, User, WriteOutcome, DEFAULT_SITE_ID};
 
 /// Rows kept in `ingest_errors`; older rows are deleted as new ones arrive.
 pub(crate) const MAX_INGEST_ERRORS: i64 = 10_000;
@@ -79,106 +79,51 @@ impl Writer {
         &mut self,
         readings: &[Reading],
     ) -> Result<WriteOutcome, StoreError> {
-        let finite: Vec<&Reading> = readings
-            .iter()
-            .filter(|reading| reading.value.is_finite())
-            .collect();
-        let skipped = readings.len() - finite.len();
-        if skipped > 0 {
-            // Decoders reject such values first; SQLite would turn NaN into NULL and fail the whole batch.
-            let first = readings.iter().find(|reading| !reading.value.is_finite());
-            warn!(
-                skipped,
-                device_id = first.map(|reading| reading.device.as_str()),
-                "skipped readings with NaN or infinite values; the decoder should have rejected them"
-            );
-        }
+        let finite = finite_readings(readings);
         if finite.is_empty() {
             return Ok(WriteOutcome::default());
         }
 
-        let result = self.write_finite(&finite);
+        let result = self.in_transaction("write_readings", |tx, series| insert_readings(tx, series, &finite));
         if result.is_err() {
             self.series.clear();
         }
         result
     }
 
-    fn write_finite(&mut self, readings: &[&Reading]) -> Result<WriteOutcome, StoreError> {
-        const OP: &str = "write_readings";
+    /// Writes everything one ingestion batch produced in one transaction, so
+    /// the batch costs one commit and its counters never lag its readings.
+    pub(super) fn write_ingest_batch(&mut self, batch: &IngestBatch) -> Result<WriteOutcome, StoreError> {
+        const OP: &str = "write_ingest_batch";
+        let finite = finite_readings(&batch.readings);
+        let result = self.in_transaction(OP, |tx, series| {
+            let outcome = if finite.is_empty() { WriteOutcome::default() } else { insert_readings(tx, series, &finite)? };
+            insert_rejections(tx, &batch.rejections, batch.rejected_at_ms)?;
+            for (device, counters) in &batch.counters {
+                upsert_counters(tx, device, counters)?;
+            }
+            for (device, online, at_ms) in &batch.online {
+                upsert_online(tx, device, *online, *at_ms)?;
+            }
+            Ok(outcome)
+        });
+        if result.is_err() {
+            self.series.clear();
+        }
+        result
+    }
+
+    /// Runs `work` in an immediate transaction and commits it when `work` succeeds.
+    fn in_transaction<T>(
+        &mut self,
+        operation: &'static str,
+        work: impl FnOnce(&Transaction<'_>, &mut SeriesCache) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         let Writer { conn, series } = self;
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(db(OP))?;
-
-        // Devices first, because series rows reference them.
-        let mut seen: HashMap<&DeviceId, (TimestampMs, TimestampMs)> = HashMap::new();
-        for reading in readings {
-            let span = seen
-                .entry(&reading.device)
-                .or_insert((reading.ts_ms, reading.ts_ms));
-            span.0 = span.0.min(reading.ts_ms);
-            span.1 = span.1.max(reading.ts_ms);
-        }
-        {
-            let mut upsert = tx.prepare_cached(UPSERT_DEVICE_SEEN).map_err(db(OP))?;
-            for (device, (first, last)) in &seen {
-                upsert
-                    .execute(params![device.as_str(), first, last])
-                    .map_err(db(OP))?;
-            }
-        }
-
-        let mut outcome = WriteOutcome::default();
-        let mut changes: HashMap<i64, SeriesChange> = HashMap::new();
-        {
-            let mut insert = tx.prepare_cached(INSERT_READING).map_err(db(OP))?;
-            for reading in readings {
-                let series_id = match series.get(reading) {
-                    Some(id) => id,
-                    None => {
-                        let id = find_or_create_series(&tx, reading)?;
-                        // The cache is cleared if this transaction fails.
-                        series.insert(reading, id);
-                        id
-                    }
-                };
-                let inserted = insert
-                    .execute(params![series_id, reading.ts_ms, reading.value])
-                    .map_err(db(OP))?;
-                if inserted == 0 {
-                    outcome.duplicates += 1;
-                    continue;
-                }
-                outcome.stored += 1;
-                let change = changes.entry(series_id).or_insert(SeriesChange {
-                    stored: 0,
-                    newest_ts: reading.ts_ms,
-                    newest_value: reading.value,
-                });
-                change.stored += 1;
-                if reading.ts_ms > change.newest_ts {
-                    change.newest_ts = reading.ts_ms;
-                    change.newest_value = reading.value;
-                }
-            }
-        }
-
-        {
-            let mut latest = tx.prepare_cached(UPSERT_LATEST).map_err(db(OP))?;
-            let mut count = tx.prepare_cached(ADD_READING_COUNT).map_err(db(OP))?;
-            for (series_id, change) in &changes {
-                latest
-                    .execute(params![series_id, change.newest_ts, change.newest_value])
-                    .map_err(db(OP))?;
-                count
-                    .execute(params![series_id, change.stored])
-                    .map_err(db(OP))?;
-            }
-        }
-
-        tx.commit().map_err(db(OP))?;
-        Ok(outcome)
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db(operation))?;
+        let value = work(&tx, series)?;
+        tx.commit().map_err(db(operation))?;
+        Ok(value)
     }
 
     pub(super) fn record_rejections(
@@ -186,42 +131,10 @@ impl Writer {
         rejections: &[Rejection],
         at_ms: TimestampMs,
     ) -> Result<(), StoreError> {
-        const OP: &str = "record_rejections";
         if rejections.is_empty() {
             return Ok(());
         }
-        let tx = self.begin(OP)?;
-        let mut newest_id = 0;
-        {
-            let mut insert = tx.prepare_cached(INSERT_INGEST_ERROR).map_err(db(OP))?;
-            let mut count = tx.prepare_cached(BUMP_INGEST_ERROR_COUNT).map_err(db(OP))?;
-            for rejection in rejections {
-                let device = rejection.device.as_ref().map(DeviceId::as_str);
-                let reason = rejection.reason.code();
-                insert
-                    .execute(params![
-                        at_ms,
-                        device,
-                        rejection.topic,
-                        rejection.field,
-                        rejection.value,
-                        reason,
-                        rejection.detail
-                    ])
-                    .map_err(db(OP))?;
-                newest_id = tx.last_insert_rowid();
-                count
-                    .execute(params![device.unwrap_or(""), reason, at_ms])
-                    .map_err(db(OP))?;
-            }
-        }
-        // Row ids grow by one per insert, so the newest MAX_INGEST_ERRORS rows
-        // are exactly those above this bound; the delete is a primary key range.
-        let keep_above = newest_id.saturating_sub(MAX_INGEST_ERRORS);
-        tx.prepare_cached(TRIM_INGEST_ERRORS)
-            .and_then(|mut trim| trim.execute([keep_above]))
-            .map_err(db(OP))?;
-        tx.commit().map_err(db(OP))
+        self.in_transaction("record_rejections", |tx, _| insert_rejections(tx, rejections, at_ms))
     }
 
     pub(super) fn update_device_counters(
@@ -229,21 +142,7 @@ impl Writer {
         device: &DeviceId,
         counters: &DeviceCounters,
     ) -> Result<(), StoreError> {
-        const OP: &str = "update_device_counters";
-        self.conn
-            .prepare_cached(UPSERT_DEVICE_COUNTERS)
-            .and_then(|mut upsert| {
-                upsert.execute(params![
-                    device.as_str(),
-                    now_ms(),
-                    counters.last_seq.map(seq_to_sql),
-                    count_to_sql(counters.lost),
-                    count_to_sql(counters.duplicates),
-                    count_to_sql(counters.restarts)
-                ])
-            })
-            .map_err(db(OP))?;
-        Ok(())
+        self.in_transaction("update_device_counters", |tx, _| upsert_counters(tx, device, counters))
     }
 
     pub(super) fn set_device_online(
@@ -252,12 +151,7 @@ impl Writer {
         online: bool,
         at_ms: TimestampMs,
     ) -> Result<(), StoreError> {
-        const OP: &str = "set_device_online";
-        self.conn
-            .prepare_cached(UPSERT_DEVICE_ONLINE)
-            .and_then(|mut upsert| upsert.execute(params![device.as_str(), at_ms, online]))
-            .map_err(db(OP))?;
-        Ok(())
+        self.in_transaction("set_device_online", |tx, _| upsert_online(tx, device, online, at_ms))
     }
 
     pub(super) fn create_user(&mut self, user: &NewUser) -> Result<User, StoreError> {
@@ -341,6 +235,133 @@ impl Writer {
             .map_err(db(OP))?;
         Ok(())
     }
+}
+
+/// Returns the readings with finite values. Decoders reject NaN and
+/// infinities first, and SQLite would turn NaN into NULL and fail the whole
+/// batch, so any that slip through are skipped with one warning.
+fn finite_readings(readings: &[Reading]) -> Vec<&Reading> {
+    let finite: Vec<&Reading> = readings.iter().filter(|reading| reading.value.is_finite()).collect();
+    let skipped = readings.len() - finite.len();
+    if skipped > 0 {
+        let first = readings.iter().find(|reading| !reading.value.is_finite());
+        warn!(
+            skipped,
+            device_id = first.map(|reading| reading.device.as_str()),
+            "skipped readings with NaN or infinite values; the decoder should have rejected them"
+        );
+    }
+    finite
+}
+
+fn insert_readings(tx: &Transaction<'_>, series: &mut SeriesCache, readings: &[&Reading]) -> Result<WriteOutcome, StoreError> {
+    const OP: &str = "write_readings";
+
+    // Devices first, because series rows reference them.
+    let mut seen: HashMap<&DeviceId, (TimestampMs, TimestampMs)> = HashMap::new();
+    for reading in readings {
+        let span = seen.entry(&reading.device).or_insert((reading.ts_ms, reading.ts_ms));
+        span.0 = span.0.min(reading.ts_ms);
+        span.1 = span.1.max(reading.ts_ms);
+    }
+    {
+        let mut upsert = tx.prepare_cached(UPSERT_DEVICE_SEEN).map_err(db(OP))?;
+        for (device, (first, last)) in &seen {
+            upsert.execute(params![device.as_str(), first, last]).map_err(db(OP))?;
+        }
+    }
+
+    let mut outcome = WriteOutcome::default();
+    let mut changes: HashMap<i64, SeriesChange> = HashMap::new();
+    {
+        let mut insert = tx.prepare_cached(INSERT_READING).map_err(db(OP))?;
+        for reading in readings {
+            let series_id = match series.get(reading) {
+                Some(id) => id,
+                None => {
+                    let id = find_or_create_series(tx, reading)?;
+                    // The caller clears the cache if this transaction fails.
+                    series.insert(reading, id);
+                    id
+                }
+            };
+            let inserted = insert.execute(params![series_id, reading.ts_ms, reading.value]).map_err(db(OP))?;
+            if inserted == 0 {
+                outcome.duplicates += 1;
+                continue;
+            }
+            outcome.stored += 1;
+            let change = changes.entry(series_id).or_insert(SeriesChange {
+                stored: 0,
+                newest_ts: reading.ts_ms,
+                newest_value: reading.value,
+            });
+            change.stored += 1;
+            if reading.ts_ms > change.newest_ts {
+                change.newest_ts = reading.ts_ms;
+                change.newest_value = reading.value;
+            }
+        }
+    }
+
+    let mut latest = tx.prepare_cached(UPSERT_LATEST).map_err(db(OP))?;
+    let mut count = tx.prepare_cached(ADD_READING_COUNT).map_err(db(OP))?;
+    for (series_id, change) in &changes {
+        latest.execute(params![series_id, change.newest_ts, change.newest_value]).map_err(db(OP))?;
+        count.execute(params![series_id, change.stored]).map_err(db(OP))?;
+    }
+    Ok(outcome)
+}
+
+fn insert_rejections(tx: &Transaction<'_>, rejections: &[Rejection], at_ms: TimestampMs) -> Result<(), StoreError> {
+    const OP: &str = "record_rejections";
+    if rejections.is_empty() {
+        return Ok(());
+    }
+    let mut newest_id = 0;
+    {
+        let mut insert = tx.prepare_cached(INSERT_INGEST_ERROR).map_err(db(OP))?;
+        let mut count = tx.prepare_cached(BUMP_INGEST_ERROR_COUNT).map_err(db(OP))?;
+        for rejection in rejections {
+            let device = rejection.device.as_ref().map(DeviceId::as_str);
+            let reason = rejection.reason.code();
+            insert
+                .execute(params![at_ms, device, rejection.topic, rejection.field, rejection.value, reason, rejection.detail])
+                .map_err(db(OP))?;
+            newest_id = tx.last_insert_rowid();
+            count.execute(params![device.unwrap_or(""), reason, at_ms]).map_err(db(OP))?;
+        }
+    }
+    // Row ids grow by one per insert, so the newest MAX_INGEST_ERRORS rows
+    // are exactly those above this bound; the delete is a primary key range.
+    let keep_above = newest_id.saturating_sub(MAX_INGEST_ERRORS);
+    tx.prepare_cached(TRIM_INGEST_ERRORS).and_then(|mut trim| trim.execute([keep_above])).map_err(db(OP))?;
+    Ok(())
+}
+
+fn upsert_counters(tx: &Transaction<'_>, device: &DeviceId, counters: &DeviceCounters) -> Result<(), StoreError> {
+    const OP: &str = "update_device_counters";
+    tx.prepare_cached(UPSERT_DEVICE_COUNTERS)
+        .and_then(|mut upsert| {
+            upsert.execute(params![
+                device.as_str(),
+                now_ms(),
+                counters.last_seq.map(seq_to_sql),
+                count_to_sql(counters.lost),
+                count_to_sql(counters.duplicates),
+                count_to_sql(counters.restarts)
+            ])
+        })
+        .map_err(db(OP))?;
+    Ok(())
+}
+
+fn upsert_online(tx: &Transaction<'_>, device: &DeviceId, online: bool, at_ms: TimestampMs) -> Result<(), StoreError> {
+    const OP: &str = "set_device_online";
+    tx.prepare_cached(UPSERT_DEVICE_ONLINE)
+        .and_then(|mut upsert| upsert.execute(params![device.as_str(), at_ms, online]))
+        .map_err(db(OP))?;
+    Ok(())
 }
 
 impl Writer {
