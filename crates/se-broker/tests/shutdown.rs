@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 
 /// Number of messages the consumer stores before it stalls.
 const STORED_BEFORE_STALL: usize = 300;
-/// Number of messages the stalled consumer holds before the broker is shut down. The
+/// Number of messages the stalled consumer keeps unacknowledged before the broker is shut down. The
 /// publisher's inflight window (100 in rumqttc) lets this many arrive after the stall.
 const HELD_BEFORE_SHUTDOWN: usize = 50;
 

@@ -125,7 +125,7 @@ impl Metric {
         (spec.min, spec.max)
     }
 
-    /// Whether the metric is a cumulative counter rather than a gauge.
+    /// Returns whether the metric is a cumulative counter rather than a gauge.
     pub fn is_counter(self) -> bool {
         matches!(
             self,

@@ -12,8 +12,8 @@ pub fn now_ms() -> TimestampMs {
 
 /// One value of one metric of one channel of a device at one instant.
 ///
-/// A series is identified by `(device, channel, metric)`; within a series a
-/// timestamp holds at most one value, which is how replays are stored once.
+/// A series is identified by `(device, channel, metric)`. A series stores at
+/// most one value per timestamp, which is how replays are stored once.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Reading {
     pub device: DeviceId,

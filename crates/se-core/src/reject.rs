@@ -2,11 +2,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::{DeviceId, Lang};
 
-/// Longest excerpt of a rejected value kept for display, in characters.
+/// Maximum length, in characters, of the excerpt of a rejected value kept for display.
 pub const MAX_VALUE_EXCERPT: usize = 120;
 
-/// Why an input value was not stored. The set is small and fixed, so it can
-/// label metrics and counters.
+/// Reason an input value was not stored. The set is small and fixed, so it
+/// can label metrics and counters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RejectReason {

@@ -7,7 +7,7 @@ const MISSING_WINDOW: u64 = 4096;
 /// A drop in sequence number by more than this is read as a device restart.
 const RESTART_DROP: u64 = 1000;
 
-/// What one sequence number means for a device's stream.
+/// Classification of one sequence number within a device's stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SequenceOutcome {
     /// The first number seen from the device.

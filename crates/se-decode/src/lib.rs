@@ -1,9 +1,9 @@
 //! Decoders that turn device messages into [`se_core::Reading`]s.
 //!
 //! Each device format has its own decoder behind the [`Decoder`] trait. A
-//! decoder has no I/O: it takes a topic, a payload and the receive time, and
-//! returns the readings it could build together with a [`se_core::Rejection`]
-//! for every value it could not, so one bad value never costs the rest of its
+//! decoder has no I/O. It takes a topic, a payload and the receive time, and
+//! returns the readings it could build. Every value it could not use becomes
+//! a [`se_core::Rejection`], so one bad value never costs the rest of its
 //! message. [`DecoderSet`] routes a topic to the first decoder that accepts it.
 //!
 //! ```
@@ -51,7 +51,7 @@ pub trait Decoder: Send {
     /// MQTT topic filters that cover every topic the decoder accepts.
     fn topic_filters(&self) -> Vec<String>;
 
-    /// Whether the decoder handles messages on `topic`.
+    /// Returns whether the decoder handles messages on `topic`.
     fn accepts(&self, topic: &str) -> bool;
 
     /// Decodes one message received at `received_ms`.

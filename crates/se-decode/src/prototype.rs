@@ -8,7 +8,7 @@
 //! joins one cycle into one reading of a configured device.
 //!
 //! The firmware multiplies RMS voltage by RMS current, so its "kWh" counter is
-//! apparent energy; it is stored as `apparent_energy_vah`, and V x I as
+//! apparent energy. It is stored as `apparent_energy_vah`, and V x I as
 //! `apparent_power_va`.
 //!
 //! Time: the uptime is the only clock. At the first cycle of a boot the

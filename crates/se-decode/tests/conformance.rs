@@ -4,7 +4,7 @@
 //! rejections each must give; one harness runs them all. The property tests
 //! then check what every decoder must do on any input: never panic, tag each
 //! rejection with the topic's device, store only finite in-range values, and
-//! accept only the topics it knows.
+//! accept only the topics it handles.
 
 use proptest::prelude::*;
 

@@ -1,6 +1,6 @@
 //! Energy from power samples (`power_w`).
 //!
-//! Rule: sample-and-hold (left-point). Each valid sample's power holds until
+//! Rule: sample-and-hold (left-point). Each valid sample's power stays in effect until
 //! the next valid sample, so the energy of `[t_k, t_k+1]` is `P_k x (t_k+1 - t_k)`.
 //! A meter that reports "the power now" cannot say how the power moved
 //! between two reports, and holding the last value is what its own display

@@ -37,7 +37,7 @@ pub fn require_service(name: &str, available: bool, how_to_get_it: &str) -> bool
     false
 }
 
-/// Whether something accepts TCP connections at `addr`.
+/// Returns whether something accepts TCP connections at `addr`.
 pub fn port_open(addr: &str) -> bool {
     addr.parse::<SocketAddr>()
         .ok()
@@ -129,7 +129,7 @@ impl ServeProcess {
         panic!("smart-energy serve did not become healthy within {limit:?}; log:\n{}", self.log());
     }
 
-    /// The server's log so far, for failure messages.
+    /// Returns the server's log so far, for failure messages.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
     }
@@ -157,7 +157,7 @@ impl ServeProcess {
         }
     }
 
-    /// An HTTP client logged in as the admin.
+    /// Returns an HTTP client logged in as the admin.
     pub async fn admin_client(&self) -> reqwest::Client {
         let client = reqwest::Client::builder().cookie_store(true).build().expect("build an HTTP client");
         let response = client

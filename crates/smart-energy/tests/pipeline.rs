@@ -303,7 +303,7 @@ async fn publish_until_stopped(port: u16, stop: tokio::sync::watch::Receiver<boo
     options.set_keep_alive(Duration::from_secs(30));
     options.set_inflight(50);
     let (client, mut eventloop) = AsyncClient::new(options, 100);
-    // Each message has its own device time, because a series holds one value per instant.
+    // Each message has its own device time, because a series stores one value per instant.
     let start_ms = jiff::Timestamp::now().as_millisecond();
     let publisher = tokio::spawn(async move {
         let mut seq = 0u64;

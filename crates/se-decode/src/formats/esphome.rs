@@ -162,8 +162,8 @@ impl EsphomeDecoder {
             let channel = rule.channel.clone().unwrap_or_else(|| self.config.default_channel.clone());
             return Some((channel, rule.metric, scale));
         }
-        // NOTE: two objects of one node that map to the same metric share this channel, so the
-        // store keeps one value per instant; configure `objects` with distinct channels for them.
+        // NOTE: two objects of one node that map to the same metric share this channel. The store
+        // then keeps one value per instant, so give them distinct channels in `objects`.
         let metric = default_object_rule(object)?;
         let scale = if metric == Metric::Energy || metric == Metric::ReturnedEnergy { self.energy_scale } else { 1.0 };
         Some((self.config.default_channel.clone(), metric, scale))

@@ -15,13 +15,12 @@ async function request(method, path, body, rawText = false) {
   const headers = { "Accept": "application/json", "Accept-Language": currentLang() };
   if (body !== undefined) headers["Content-Type"] = rawText ? "text/plain" : "application/json";
   let response;
+  let encoded;
+  if (body !== undefined) {
+    encoded = rawText ? body : JSON.stringify(body);
+  }
   try {
-    response = await fetch(path, {
-      method,
-      headers,
-      credentials: "same-origin",
-      body: body === undefined ? undefined : rawText ? body : JSON.stringify(body),
-    });
+    response = await fetch(path, { method, headers, credentials: "same-origin", body: encoded });
   } catch (_) {
     throw new ApiError(0, "network", t("common.network_error"));
   }

@@ -59,17 +59,17 @@ export function onLangChange(callback) {
 
 /** Loads and applies a language, remembers it, and notifies listeners. */
 export async function setLang(next) {
-  const wanted = LANGUAGES.includes(next) ? next : "en";
-  const response = await fetch(`/api/v1/i18n/${wanted}`, { credentials: "same-origin" });
-  if (!response.ok) throw new Error(`failed to load the ${wanted} strings: HTTP ${response.status}`);
+  const requested = LANGUAGES.includes(next) ? next : "en";
+  const response = await fetch(`/api/v1/i18n/${requested}`, { credentials: "same-origin" });
+  if (!response.ok) throw new Error(`failed to load the ${requested} strings: HTTP ${response.status}`);
   strings = await response.json();
-  lang = wanted;
+  lang = requested;
   try {
-    localStorage.setItem(STORAGE_KEY, wanted);
+    localStorage.setItem(STORAGE_KEY, requested);
   } catch (_) {
     // Storage may be disabled. The page still switches, but the choice is not remembered.
   }
-  document.documentElement.lang = wanted;
+  document.documentElement.lang = requested;
   applyStrings();
-  for (const listener of listeners) listener(wanted);
+  for (const listener of listeners) listener(requested);
 }

@@ -174,8 +174,8 @@ impl Importer {
         Ok(Row { line, ts_ms, readings })
     }
 
-    /// The time at which the row would have arrived over MQTT: the decoder
-    /// uses it to anchor the boot on the first row and after a reset.
+    /// Returns the time at which the row would have arrived over MQTT. The
+    /// decoder uses it to anchor the boot on the first row and after a reset.
     fn arrival_time(&self, uptime_s: u64) -> TimestampMs {
         match self.previous {
             None => self.start_ms,
