@@ -85,7 +85,7 @@ mod rate_limit;
 mod router;
 mod session;
 mod stats;
-pub mod topic;
+pub use se_core::topic;
 
 pub use broker::{Broker, BrokerHandle};
 pub use config::{Auth, AuthCallback, AuthDecision, BrokerConfig, Credentials};

@@ -19,10 +19,11 @@ mod metric;
 mod reading;
 mod reject;
 mod sequence;
+pub mod topic;
 
 pub use device::{ChannelName, DeviceId, InvalidName};
 pub use lang::Lang;
 pub use metric::{Metric, UnknownMetric};
-pub use reading::{now_ms, Decoded, Reading, TimestampMs};
+pub use reading::{now_ms, Announcement, CommandAck, Decoded, Reading, TimestampMs};
 pub use reject::{RejectReason, Rejection};
 pub use sequence::{SequenceOutcome, SequenceTracker};

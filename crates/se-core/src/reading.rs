@@ -49,6 +49,52 @@ pub struct Decoded {
     pub online: Option<bool>,
     /// The device reported a reboot (its uptime or counter started over).
     pub restarted: bool,
+    /// The device's acknowledgement of a command, from its `ack` topic.
+    pub command_ack: Option<CommandAck>,
+    /// The device announced itself, as with Tasmota or Home Assistant discovery.
+    pub announcement: Option<Announcement>,
+}
+
+/// A device that announced itself on a discovery topic, so an operator can
+/// approve it before it shows on the dashboard.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Announcement {
+    /// Device id that the device's telemetry uses.
+    pub device: DeviceId,
+    /// Announcement format: `tasmota`, `shelly` or `home_assistant`.
+    pub format: String,
+    /// Name the device gives itself, if any.
+    pub name: Option<String>,
+    /// Hardware model, if the device reports one.
+    pub model: Option<String>,
+    /// The announcement as received, cut to [`Announcement::MAX_PAYLOAD_LEN`] bytes.
+    pub payload: String,
+}
+
+impl Announcement {
+    /// Maximum length of the stored payload excerpt, in bytes, because a
+    /// discovery config can be several kB.
+    pub const MAX_PAYLOAD_LEN: usize = 2048;
+
+    /// Cuts `payload` to at most [`Announcement::MAX_PAYLOAD_LEN`] bytes on a character boundary.
+    pub fn excerpt(payload: &str) -> String {
+        let mut end = payload.len().min(Self::MAX_PAYLOAD_LEN);
+        while !payload.is_char_boundary(end) {
+            end -= 1;
+        }
+        payload[..end].to_owned()
+    }
+}
+
+/// A device's answer to one command, kept for the command audit trail.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CommandAck {
+    /// Id the server gave the command.
+    pub id: String,
+    /// Whether the device carried out the command.
+    pub ok: bool,
+    /// The acknowledgement as the device sent it, JSON.
+    pub payload: String,
 }
 
 impl Decoded {
@@ -57,6 +103,7 @@ impl Decoded {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.readings.is_empty() && self.rejections.is_empty() && self.online.is_none()
+        self.readings.is_empty() && self.rejections.is_empty() && self.online.is_none() && self.command_ack.is_none()
+            && self.announcement.is_none()
     }
 }

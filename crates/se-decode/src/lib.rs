@@ -17,20 +17,23 @@
 //! ```
 
 mod formats;
+mod mapping;
 mod native;
 mod prototype;
 mod value;
 
+pub use mapping::{apply_mappings, DeviceMapping, InvalidMapping};
 pub use native::{NativeDecoder, NATIVE_TOPIC_PREFIX};
 pub use prototype::{parse_uptime, PrototypeDecoder, PROTOTYPE_TOPICS};
 pub use value::{check_range, parse_number, parse_with_unit};
 
 pub use formats::emonhub::{default_key_rule, EmonKey, EmonhubConfig, EmonhubDecoder};
 pub use formats::esphome::{default_object_rule, EsphomeConfig, EsphomeDecoder, EsphomeObject};
+pub use formats::home_assistant::{HomeAssistantConfig, HomeAssistantDecoder};
 pub use formats::influx::{decode_line_protocol, decode_line_protocol_with, LineProtocolOptions, Precision};
 pub use formats::nvidia_smi::{parse_nvidia_smi_csv, NvidiaSmiOptions, DEFAULT_BURST_TOLERANCE_MS};
 pub use formats::shelly::{EmeterEnergySource, ShellyGen1Config, ShellyGen1Decoder, ShellyGen2Config, ShellyGen2Decoder};
-pub use formats::tasmota::{TasmotaConfig, TasmotaDecoder};
+pub use formats::tasmota::{TasmotaConfig, TasmotaDecoder, TASMOTA_DISCOVERY_PREFIX};
 pub use formats::{unit_scale, DecoderConfigError};
 
 use se_core::{Decoded, RejectReason, Rejection, TimestampMs};
@@ -61,11 +64,18 @@ pub trait Decoder: Send {
 /// The decoders of one server, tried in order.
 pub struct DecoderSet {
     decoders: Vec<Box<dyn Decoder>>,
+    mappings: Vec<DeviceMapping>,
 }
 
 impl DecoderSet {
     pub fn new(decoders: Vec<Box<dyn Decoder>>) -> Self {
-        Self { decoders }
+        Self { decoders, mappings: Vec::new() }
+    }
+
+    /// Stores messages of topics that match a rule under the rule's device.
+    pub fn with_mappings(mut self, mappings: Vec<DeviceMapping>) -> Self {
+        self.mappings = mappings;
+        self
     }
 
     /// Topic filters of every decoder, without repeats.
@@ -79,7 +89,7 @@ impl DecoderSet {
     /// Decodes a message with the first decoder that accepts its topic, or
     /// rejects it as an unknown topic.
     pub fn decode(&mut self, topic: &str, payload: &[u8], received_ms: TimestampMs) -> Decoded {
-        match self.decoders.iter_mut().find(|d| d.accepts(topic)) {
+        let mut decoded = match self.decoders.iter_mut().find(|d| d.accepts(topic)) {
             Some(decoder) => decoder.decode(topic, payload, received_ms),
             None => Decoded::rejected(Rejection::new(
                 RejectReason::UnknownTopic,
@@ -87,7 +97,9 @@ impl DecoderSet {
                 &String::from_utf8_lossy(payload),
                 format!("no decoder handles topic {topic:?}; publish native telemetry to smart-energy/v1/<device>/telemetry or configure a device format for this topic"),
             )),
-        }
+        };
+        apply_mappings(&self.mappings, topic, &mut decoded);
+        decoded
     }
 }
 

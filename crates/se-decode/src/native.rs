@@ -6,7 +6,7 @@
 
 use serde_json::{Map, Value};
 
-use se_core::{ChannelName, Decoded, DeviceId, Metric, RejectReason, Reading, Rejection, TimestampMs};
+use se_core::{ChannelName, CommandAck, Decoded, DeviceId, Metric, RejectReason, Reading, Rejection, TimestampMs};
 
 use crate::{check_range, choose_timestamp, parse_with_unit, Decoder};
 
@@ -23,9 +23,11 @@ pub struct NativeDecoder;
 enum Kind {
     Telemetry,
     Status,
-    /// Device commands and their acknowledgements: not readings, so they are
-    /// accepted here (not counted as unknown topics) and produce nothing.
+    /// Commands published by the server: not readings, so they are accepted
+    /// here (not counted as unknown topics) and produce nothing.
     Command,
+    /// A device's acknowledgement of a command, for the audit trail.
+    Ack,
 }
 
 fn split_topic(topic: &str) -> Option<(&str, Kind)> {
@@ -34,7 +36,8 @@ fn split_topic(topic: &str) -> Option<(&str, Kind)> {
     match leaf {
         "telemetry" => Some((device, Kind::Telemetry)),
         "status" => Some((device, Kind::Status)),
-        "cmd" | "ack" => Some((device, Kind::Command)),
+        "cmd" => Some((device, Kind::Command)),
+        "ack" => Some((device, Kind::Ack)),
         _ => None,
     }
 }
@@ -45,7 +48,11 @@ impl Decoder for NativeDecoder {
     }
 
     fn topic_filters(&self) -> Vec<String> {
-        vec![format!("{NATIVE_TOPIC_PREFIX}+/telemetry"), format!("{NATIVE_TOPIC_PREFIX}+/status")]
+        vec![
+            format!("{NATIVE_TOPIC_PREFIX}+/telemetry"),
+            format!("{NATIVE_TOPIC_PREFIX}+/status"),
+            format!("{NATIVE_TOPIC_PREFIX}+/ack"),
+        ]
     }
 
     fn accepts(&self, topic: &str) -> bool {
@@ -64,6 +71,7 @@ impl Decoder for NativeDecoder {
         };
         match kind {
             Kind::Command => Decoded::default(),
+            Kind::Ack => decode_ack(device, topic, payload),
             Kind::Status => decode_status(device, topic, payload),
             Kind::Telemetry => decode_telemetry(device, topic, payload, received_ms),
         }
@@ -82,6 +90,22 @@ fn decode_status(device: DeviceId, topic: &str, payload: &[u8]) -> Decoded {
         }
     };
     Decoded { device: Some(device), online: Some(online), ..Decoded::default() }
+}
+
+/// Reads `{"id": "...", "ok": true, ...}` from a device's ack topic. The
+/// whole payload is kept for the audit trail.
+fn decode_ack(device: DeviceId, topic: &str, payload: &[u8]) -> Decoded {
+    let text = String::from_utf8_lossy(payload);
+    let parsed = serde_json::from_slice::<Value>(payload).ok();
+    let id = parsed.as_ref().and_then(|ack| ack.get("id")).and_then(Value::as_str);
+    let ok = parsed.as_ref().and_then(|ack| ack.get("ok")).and_then(Value::as_bool);
+    let (Some(id), Some(ok)) = (id, ok) else {
+        let detail = "a command acknowledgement must be a JSON object with a string \"id\" and a boolean \"ok\"; see docs/agent.md".to_owned();
+        let rejection = Rejection::new(RejectReason::UnparsablePayload, topic, &text, detail);
+        return Decoded::rejected(rejection.with_device(Some(device)));
+    };
+    let command_ack = CommandAck { id: id.to_owned(), ok, payload: text.into_owned() };
+    Decoded { device: Some(device), command_ack: Some(command_ack), ..Decoded::default() }
 }
 
 /// Collects readings and rejections of one message.
@@ -348,11 +372,27 @@ mod tests {
     }
 
     #[test]
-    fn command_topics_are_ignored() {
-        for topic in ["smart-energy/v1/rig-01/cmd", "smart-energy/v1/rig-01/ack"] {
-            let decoded = NativeDecoder.decode(topic, br#"{"id":"c1","ok":true}"#, NOW);
-            assert!(decoded.is_empty(), "{topic}: {decoded:?}");
-        }
+    fn command_topic_is_ignored() {
+        let decoded = NativeDecoder.decode("smart-energy/v1/rig-01/cmd", br#"{"id":"c1","action":"stop_miner"}"#, NOW);
+        assert!(decoded.is_empty(), "{decoded:?}");
+    }
+
+    #[test]
+    fn ack_topic_gives_command_ack() {
+        let payload = br#"{"id":"c1","ok":false,"code":"unknown_gpu"}"#;
+        let decoded = NativeDecoder.decode("smart-energy/v1/rig-01/ack", payload, NOW);
+        let ack = decoded.command_ack.expect("a command ack");
+        assert_eq!(ack.id, "c1");
+        assert!(!ack.ok);
+        assert_eq!(ack.payload.as_bytes(), payload);
+        assert!(decoded.rejections.is_empty());
+    }
+
+    #[test]
+    fn ack_without_id_is_rejected() {
+        let decoded = NativeDecoder.decode("smart-energy/v1/rig-01/ack", br#"{"id":null,"ok":false}"#, NOW);
+        assert!(decoded.command_ack.is_none());
+        assert_eq!(decoded.rejections[0].reason, RejectReason::UnparsablePayload);
     }
 
     #[test]

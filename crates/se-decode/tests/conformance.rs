@@ -11,7 +11,7 @@ use proptest::prelude::*;
 use se_core::{Decoded, DeviceId, Metric, RejectReason, TimestampMs};
 use se_decode::{
     decode_line_protocol, parse_nvidia_smi_csv, Decoder, DecoderSet, EmeterEnergySource, EmonhubDecoder, EsphomeDecoder,
-    NativeDecoder, NvidiaSmiOptions, Precision, PrototypeDecoder, ShellyGen1Config, ShellyGen1Decoder, ShellyGen2Decoder,
+    HomeAssistantDecoder, NativeDecoder, NvidiaSmiOptions, Precision, PrototypeDecoder, ShellyGen1Config, ShellyGen1Decoder, ShellyGen2Decoder,
     TasmotaDecoder,
 };
 
@@ -47,6 +47,10 @@ fn esphome() -> Box<dyn Decoder> {
     Box::new(EsphomeDecoder::default())
 }
 
+fn home_assistant() -> Box<dyn Decoder> {
+    Box::new(HomeAssistantDecoder::default())
+}
+
 fn emonhub() -> Box<dyn Decoder> {
     Box::new(EmonhubDecoder::default())
 }
@@ -54,7 +58,7 @@ fn emonhub() -> Box<dyn Decoder> {
 /// Builds every decoder, in the order documented for a server's
 /// `DecoderSet`: fixed topic shapes first, prefix-agnostic formats last.
 fn all_in_order() -> Vec<Box<dyn Decoder>> {
-    vec![native(), prototype(), tasmota(), shelly_gen1(), emonhub(), shelly_gen2(), esphome()]
+    vec![native(), prototype(), tasmota(), shelly_gen1(), home_assistant(), emonhub(), shelly_gen2(), esphome()]
 }
 
 struct Case {
@@ -227,6 +231,42 @@ const CASES: &[Case] = &[
         rejections: &[],
         online: None,
     },
+    Case {
+        name: "tasmota discovery config",
+        decoder: tasmota,
+        messages: &[("tasmota/discovery/84CCA81A2B3C/config", r#"{"ip":"192.168.1.50","dn":"Rig plug","hn":"tasmota-1A2B3C-2876","mac":"84CCA81A2B3C","md":"Sonoff Pow R2","sw":"13.2.0","t":"tasmota_1A2B3C","ft":"%prefix%/%topic%/","tp":["cmnd","stat","tele"]}"#)],
+        device: Some("tasmota_1A2B3C"),
+        readings: &[],
+        rejections: &[],
+        online: None,
+    },
+    Case {
+        name: "shelly gen1 announce",
+        decoder: shelly_gen1,
+        messages: &[("shellies/announce", r#"{"id":"shellyplug-s-7A1B2C","model":"SHPLG-S","mac":"C45BBE7A1B2C","ip":"192.168.1.20","new_fw":false,"fw_ver":"20230913-112003/v1.14.0-gcb84623"}"#)],
+        device: Some("shellyplug-s-7A1B2C"),
+        readings: &[],
+        rejections: &[],
+        online: None,
+    },
+    Case {
+        name: "home assistant discovery config",
+        decoder: home_assistant,
+        messages: &[("homeassistant/sensor/rig-plug/power/config", r#"{"name":"Power","state_topic":"tele/rig-plug/SENSOR","unit_of_measurement":"W","unique_id":"rig-plug_power","device":{"identifiers":["rig-plug"],"name":"Rig plug","model":"Sonoff S31","manufacturer":"Tasmota"}}"#)],
+        device: Some("rig-plug"),
+        readings: &[],
+        rejections: &[],
+        online: None,
+    },
+    Case {
+        name: "home assistant config removed",
+        decoder: home_assistant,
+        messages: &[("homeassistant/sensor/rig-plug/power/config", "")],
+        device: None,
+        readings: &[],
+        rejections: &[],
+        online: None,
+    },
 ];
 
 /// Publishes the case's messages to `decoder` and joins the outputs.
@@ -238,6 +278,7 @@ fn run_messages(decoder: &mut dyn FnMut(&str, &[u8], TimestampMs) -> Decoded, me
         joined.readings.extend(decoded.readings);
         joined.rejections.extend(decoded.rejections);
         joined.online = decoded.online.or(joined.online);
+        joined.announcement = decoded.announcement.or(joined.announcement.take());
     }
     joined
 }
@@ -269,6 +310,13 @@ fn check_case(case: &Case, decoded: &Decoded) -> Vec<String> {
     }
     if decoded.online != case.online {
         problems.push(format!("online {:?}, expected {:?}", decoded.online, case.online));
+    }
+
+    // A message on a discovery topic must announce the device it names.
+    let discovery = case.messages.iter().any(|(topic, payload)| !payload.is_empty() && (topic.ends_with("/config") || topic.ends_with("/announce")));
+    let announced = decoded.announcement.as_ref().map(|a| a.device.as_str());
+    if discovery && announced != case.device {
+        problems.push(format!("announced {announced:?}, expected {:?}", case.device));
     }
     problems
 }
@@ -340,6 +388,7 @@ const ACCEPTED: &[(Factory, &str, &str)] = &[
     (shelly_gen2, "plus-1/online", "plus-1"),
     (esphome, "node-1/sensor/power/state", "node-1"),
     (esphome, "node-1/status", "node-1"),
+    (home_assistant, "homeassistant/sensor/rig-plug/power/config", "rig-plug"),
     (emonhub, "emon/tx4", "tx4"),
     (emonhub, "emon/tx4/P1", "tx4"),
 ];
@@ -359,9 +408,31 @@ const NOT_ACCEPTED: &[(Factory, &str)] = &[
     (shelly_gen2, "plus-1/status/switch:x"),
     (esphome, "node-1/switch/relay/state"),
     (esphome, "node-1/sensor/power/command"),
+    (tasmota, "tasmota/discovery/84CCA81A2B3C/sensors"),
+    (shelly_gen1, "shellies/announce/extra"),
+    (home_assistant, "homeassistant/sensor/rig-plug/power/state"),
+    (home_assistant, "homeassistant/sensor/config"),
     (emonhub, "emon"),
     (emonhub, "emon/tx4/P1/raw"),
 ];
+
+/// Discovery topics whose device is named in the payload, not the topic.
+const ANNOUNCEMENT_TOPICS: &[(Factory, &str)] = &[
+    (tasmota, "tasmota/discovery/84CCA81A2B3C/config"),
+    (shelly_gen1, "shellies/announce"),
+    (home_assistant, "homeassistant/sensor/84CCA81A2B3C_power/config"),
+];
+
+#[test]
+fn announcement_topics_are_covered() {
+    for (factory, topic) in ANNOUNCEMENT_TOPICS {
+        let decoder = factory();
+        assert!(decoder.accepts(topic), "{topic} should be accepted");
+        let covered = decoder.topic_filters().iter().any(|filter| filter_matches(filter, topic));
+        assert!(covered, "{topic} is not covered by {:?}", decoder.topic_filters());
+        assert!(!decoder.accepts(&format!("{topic}/extra")), "{topic}/extra");
+    }
+}
 
 #[test]
 fn near_topics_are_not_accepted() {
@@ -458,6 +529,17 @@ proptest! {
         let mut decoder = factory();
         let decoded = decoder.decode(topic, &payload, received);
         check_output(&decoded, device)?;
+    }
+
+    #[test]
+    fn arbitrary_announcements_never_panic(index in 0..ANNOUNCEMENT_TOPICS.len(), payload in payload_strategy()) {
+        let (factory, topic) = ANNOUNCEMENT_TOPICS[index];
+        let decoded = factory().decode(topic, &payload, NOW);
+        prop_assert!(decoded.readings.is_empty());
+        if let Some(announcement) = &decoded.announcement {
+            prop_assert_eq!(Some(&announcement.device), decoded.device.as_ref());
+            prop_assert!(announcement.payload.len() <= se_core::Announcement::MAX_PAYLOAD_LEN);
+        }
     }
 
     #[test]

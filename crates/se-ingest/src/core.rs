@@ -87,7 +87,7 @@ impl IngestCore {
     }
 
     fn absorb(&mut self, decoded: Decoded, received_ms: TimestampMs, processed: &mut Processed, changed: &mut HashSet<DeviceId>) {
-        let Decoded { device, seq, readings, rejections, online, restarted } = decoded;
+        let Decoded { device, seq, readings, rejections, online, restarted, command_ack, announcement } = decoded;
         let mut keep_readings = true;
         if let Some(device) = &device {
             if restarted {
@@ -107,6 +107,12 @@ impl IngestCore {
             }
             if let Some(online) = online {
                 processed.batch.online.push((device.clone(), online, received_ms));
+            }
+            if let Some(ack) = command_ack {
+                processed.batch.command_acks.push((device.clone(), ack, received_ms));
+            }
+            if let Some(announcement) = announcement {
+                processed.batch.announcements.push((device.clone(), announcement, received_ms));
             }
         }
         if keep_readings {
@@ -203,5 +209,17 @@ mod tests {
         core.process([("smart-energy/v1/rig-01/telemetry", payload.as_bytes(), T0)]);
         assert_eq!(core.device_counters(&device).lost, 3);
         assert_eq!(core.device_counters(&device).restarts, 1);
+    }
+
+    #[test]
+    fn announcement_goes_into_batch() {
+        let mut core = IngestCore::new(DecoderSet::new(vec![Box::new(se_decode::TasmotaDecoder::default())]));
+        let payload = br#"{"dn":"Rig plug","md":"Sonoff S31","t":"plug-7"}"#;
+        let processed = core.process([("tasmota/discovery/84CCA81A2B3C/config", payload.as_slice(), T0)]);
+        assert_eq!(processed.batch.announcements.len(), 1);
+        let (device, announcement, at_ms) = &processed.batch.announcements[0];
+        assert_eq!(device.as_str(), "plug-7");
+        assert_eq!(announcement.model.as_deref(), Some("Sonoff S31"));
+        assert_eq!(*at_ms, T0);
     }
 }

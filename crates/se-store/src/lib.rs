@@ -31,6 +31,16 @@ pub trait Store: Send + Sync + 'static {
     /// [`Store::write_readings`].
     async fn write_ingest_batch(&self, batch: &IngestBatch) -> Result<WriteOutcome, StoreError>;
 
+    /// Adds a command to the audit trail, before it is published.
+    async fn record_command(&self, command: &CommandRecord) -> Result<(), StoreError>;
+
+    /// Sets the outcome of a command, as when it could not be published.
+    /// Device acknowledgements arrive through [`Store::write_ingest_batch`].
+    async fn set_command_status(&self, id: &str, status: CommandStatus, ack_json: &str, at_ms: TimestampMs) -> Result<(), StoreError>;
+
+    /// Returns the newest commands of a device, newest first.
+    async fn device_commands(&self, device: &DeviceId, limit: u32) -> Result<Vec<CommandRecord>, StoreError>;
+
     /// Records rejected input values and bumps the per-device, per-reason counters.
     async fn record_rejections(&self, rejections: &[Rejection], at_ms: TimestampMs) -> Result<(), StoreError>;
 
@@ -40,7 +50,8 @@ pub trait Store: Send + Sync + 'static {
     /// Marks a device online or offline, as an MQTT Last Will or status topic reports.
     async fn set_device_online(&self, device: &DeviceId, online: bool, at_ms: TimestampMs) -> Result<(), StoreError>;
 
-    /// Lists every known device with its latest values and counters.
+    /// Lists every known device with its latest values and counters, except
+    /// devices whose discovery status is `pending` or `ignored`.
     async fn list_devices(&self) -> Result<Vec<DeviceSummary>, StoreError>;
 
     /// Returns one device with its latest values, or `None` if it was never seen.
@@ -58,6 +69,14 @@ pub trait Store: Send + Sync + 'static {
 
     /// Returns counts of readings, series and devices.
     async fn stats(&self) -> Result<StoreStats, StoreError>;
+
+    /// Lists devices that announced themselves, ordered by id; `status`
+    /// restricts the list to one review status.
+    async fn discovered_devices(&self, status: Option<DiscoveryStatus>) -> Result<Vec<DiscoveredDevice>, StoreError>;
+
+    /// Sets the review status of a discovered device. Fails with
+    /// [`StoreError::NotFound`] when the device never announced itself.
+    async fn set_discovery_status(&self, device: &DeviceId, status: DiscoveryStatus) -> Result<(), StoreError>;
 
     // Users and sessions.
 
@@ -91,7 +110,8 @@ pub trait Store: Send + Sync + 'static {
     /// site does not exist. The device need not have reported yet.
     async fn assign_device(&self, device: &DeviceId, site_id: &str) -> Result<(), StoreError>;
     /// Lists the devices of a site, ordered by id. For `default`, these are
-    /// the known devices without an assignment.
+    /// the known devices without an assignment. Like [`Store::list_devices`],
+    /// it leaves out devices whose discovery status is `pending` or `ignored`.
     async fn site_devices(&self, site_id: &str) -> Result<Vec<DeviceId>, StoreError>;
     /// Returns the site id of a device: `default` when it has no assignment.
     async fn device_site(&self, device: &DeviceId) -> Result<String, StoreError>;

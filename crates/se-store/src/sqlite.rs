@@ -52,6 +52,17 @@
 //!   deletes its row. `device_id` has no foreign key, so a device can be
 //!   assigned before it first reports.
 //! - `site_owners(site_id, user_id)`: building owners who may see a site.
+//! - `device_commands(id, device_id, username, action, request_json,
+//!   created_ms, status, ack_json, acked_ms)`: the audit trail of device
+//!   commands (schema version 3). A row is written before the command is
+//!   published, with status `sent`; the device's acknowledgement sets
+//!   `succeeded` or `failed` and keeps the acknowledgement as received.
+//! - `discovered_devices(device_id, format, name, model, payload,
+//!   first_seen_ms, last_seen_ms, status)`: devices that announced themselves
+//!   (schema version 4), with their latest announcement. `status` is
+//!   `pending` on first sight and changes only by an operator's review
+//!   (`approved` or `ignored`). Device lists leave out devices whose row is
+//!   not `approved`, while their readings are stored as usual.
 //!
 //! `PRAGMA user_version` contains the schema version. Opening applies the
 //! missing migrations and rejects a file written by a newer version.
@@ -91,7 +102,7 @@ use tracing::{info, warn};
 
 use self::pool::ReaderPool;
 use self::write::Writer;
-use crate::{IngestBatch, 
+use crate::{CommandRecord, CommandStatus, DiscoveredDevice, DiscoveryStatus, IngestBatch, 
     DeviceCounters, DeviceSummary, IngestErrorQuery, IngestErrorReport, NewUser, RawQuery,
     SeriesPoint, SeriesQuery, Site, Store, StoreError, StoreStats, User, WriteOutcome,
 };
@@ -276,6 +287,21 @@ impl Store for SqliteStore {
         self.write("write_ingest_batch", move |writer| writer.write_ingest_batch(&batch)).await
     }
 
+    async fn record_command(&self, command: &CommandRecord) -> Result<(), StoreError> {
+        let command = command.clone();
+        self.write("record_command", move |writer| writer.record_command(&command)).await
+    }
+
+    async fn set_command_status(&self, id: &str, status: CommandStatus, ack_json: &str, at_ms: TimestampMs) -> Result<(), StoreError> {
+        let (id, ack_json) = (id.to_owned(), ack_json.to_owned());
+        self.write("set_command_status", move |writer| writer.set_command_status(&id, status, &ack_json, at_ms)).await
+    }
+
+    async fn device_commands(&self, device: &DeviceId, limit: u32) -> Result<Vec<CommandRecord>, StoreError> {
+        let device = device.clone();
+        self.read("device_commands", move |conn| read::device_commands(conn, &device, limit)).await
+    }
+
     async fn record_rejections(
         &self,
         rejections: &[Rejection],
@@ -363,6 +389,21 @@ impl Store for SqliteStore {
 
     async fn stats(&self) -> Result<StoreStats, StoreError> {
         self.read("stats", |conn| read::stats(conn)).await
+    }
+
+    async fn discovered_devices(&self, status: Option<DiscoveryStatus>) -> Result<Vec<DiscoveredDevice>, StoreError> {
+        self.read("discovered_devices", move |conn| read::discovered_devices(conn, status)).await
+    }
+
+    async fn set_discovery_status(&self, device: &DeviceId, status: DiscoveryStatus) -> Result<(), StoreError> {
+        let device = device.clone();
+        let what = format!("discovered device {device}");
+        let found = self.write("set_discovery_status", move |writer| writer.set_discovery_status(&device, status)).await?;
+        if found {
+            Ok(())
+        } else {
+            Err(StoreError::NotFound { what })
+        }
     }
 
     async fn count_users(&self) -> Result<u64, StoreError> {

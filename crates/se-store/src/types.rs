@@ -20,6 +20,104 @@ pub struct IngestBatch {
     pub counters: Vec<(DeviceId, DeviceCounters)>,
     /// Online state reports: device, online, time of the report.
     pub online: Vec<(DeviceId, bool, TimestampMs)>,
+    /// Command acknowledgements: device, acknowledgement, time received.
+    pub command_acks: Vec<(DeviceId, se_core::CommandAck, TimestampMs)>,
+    /// Devices that announced themselves: device, announcement, time received.
+    pub announcements: Vec<(DeviceId, se_core::Announcement, TimestampMs)>,
+}
+
+/// Review state of a device that announced itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DiscoveryStatus {
+    /// Announced, not reviewed yet: hidden from device lists until approved.
+    Pending,
+    /// Approved by an operator: listed like any other device.
+    Approved,
+    /// Rejected by an operator: its readings are stored but it stays hidden.
+    Ignored,
+}
+
+impl DiscoveryStatus {
+    pub fn code(self) -> &'static str {
+        match self {
+            DiscoveryStatus::Pending => "pending",
+            DiscoveryStatus::Approved => "approved",
+            DiscoveryStatus::Ignored => "ignored",
+        }
+    }
+
+    pub fn from_code(code: &str) -> Option<DiscoveryStatus> {
+        match code {
+            "pending" => Some(DiscoveryStatus::Pending),
+            "approved" => Some(DiscoveryStatus::Approved),
+            "ignored" => Some(DiscoveryStatus::Ignored),
+            _ => None,
+        }
+    }
+}
+
+/// A device that announced itself, with its latest announcement.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DiscoveredDevice {
+    pub device: DeviceId,
+    /// Announcement format: `tasmota`, `shelly` or `home_assistant`.
+    pub format: String,
+    pub name: Option<String>,
+    pub model: Option<String>,
+    /// Latest announcement as received, cut to 2 kB.
+    pub payload: String,
+    pub first_seen_ms: TimestampMs,
+    pub last_seen_ms: TimestampMs,
+    pub status: DiscoveryStatus,
+}
+
+/// State of a device command in the audit trail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CommandStatus {
+    /// Published, no acknowledgement yet.
+    Sent,
+    /// The device acknowledged it as carried out.
+    Succeeded,
+    /// The device reported a failure, or the command could not be published.
+    Failed,
+}
+
+impl CommandStatus {
+    pub fn code(self) -> &'static str {
+        match self {
+            CommandStatus::Sent => "sent",
+            CommandStatus::Succeeded => "succeeded",
+            CommandStatus::Failed => "failed",
+        }
+    }
+
+    pub fn from_code(code: &str) -> Option<CommandStatus> {
+        match code {
+            "sent" => Some(CommandStatus::Sent),
+            "succeeded" => Some(CommandStatus::Succeeded),
+            "failed" => Some(CommandStatus::Failed),
+            _ => None,
+        }
+    }
+}
+
+/// One device command in the audit trail: who sent what, when, and the answer.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CommandRecord {
+    pub id: String,
+    pub device: DeviceId,
+    /// User who sent the command.
+    pub username: String,
+    pub action: String,
+    /// The command exactly as published, JSON.
+    pub request_json: String,
+    pub created_ms: TimestampMs,
+    pub status: CommandStatus,
+    /// The device's acknowledgement as received, JSON.
+    pub ack_json: Option<String>,
+    pub acked_ms: Option<TimestampMs>,
 }
 
 /// Message counters of one device, kept by ingestion from sequence numbers.
@@ -191,4 +289,43 @@ pub struct Site {
     pub tariff_json: Option<String>,
     /// Grid emission factor in grams of CO2 per kWh; overrides the tariff's factor.
     pub co2_g_per_kwh: Option<f64>,
+}
+
+/// Rules a site must follow, shared by the HTTP API and the configuration file.
+pub mod site_rules {
+    /// Maximum length of a site id, in characters.
+    pub const MAX_SITE_ID_CHARS: usize = 64;
+    /// Maximum length of a site name, in characters.
+    pub const MAX_SITE_NAME_CHARS: usize = 200;
+    /// Maximum accepted grid emission factor, in g/kWh. Coal-fired grids are
+    /// roughly 1000 (an estimate), so higher values are typos.
+    pub const MAX_CO2_G_PER_KWH: f64 = 5000.0;
+
+    /// Returns whether `id` has 1 to 64 ASCII letters, digits, `-` or `_`.
+    pub fn is_valid_site_id(id: &str) -> bool {
+        !id.is_empty()
+            && id.chars().count() <= MAX_SITE_ID_CHARS
+            && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    }
+
+    /// Returns whether `name` has 1 to 200 characters besides surrounding spaces.
+    pub fn is_valid_site_name(name: &str) -> bool {
+        let chars = name.trim().chars().count();
+        chars > 0 && chars <= MAX_SITE_NAME_CHARS
+    }
+
+    /// Returns whether `name` is an IANA time zone known to the bundled database.
+    pub fn is_valid_time_zone(name: &str) -> bool {
+        jiff::tz::TimeZone::get(name).is_ok()
+    }
+
+    /// Returns whether `code` has the shape of an ISO 4217 code: three capital letters.
+    pub fn is_valid_currency(code: &str) -> bool {
+        code.len() == 3 && code.chars().all(|c| c.is_ascii_uppercase())
+    }
+
+    /// Returns whether `factor` is a finite number of g/kWh from 0 to [`MAX_CO2_G_PER_KWH`].
+    pub fn is_valid_co2_factor(factor: f64) -> bool {
+        factor.is_finite() && (0.0..=MAX_CO2_G_PER_KWH).contains(&factor)
+    }
 }

@@ -4,9 +4,9 @@ use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 
-use se_core::{now_ms, ChannelName, DeviceId, Metric, Reading, RejectReason, Rejection};
+use se_core::{now_ms, ChannelName, CommandAck, DeviceId, Metric, Reading, RejectReason, Rejection};
 use se_store::{
-    DeviceCounters, IngestBatch, IngestErrorQuery, NewUser, RawQuery, Role, SeriesPoint, SeriesQuery, Site,
+    CommandRecord, CommandStatus, DeviceCounters, IngestBatch, IngestErrorQuery, NewUser, RawQuery, Role, SeriesPoint, SeriesQuery, Site,
     SqliteStore, Store, StoreError, WriteOutcome, DEFAULT_SITE_ID,
 };
 use tempfile::TempDir;
@@ -593,6 +593,8 @@ async fn ingest_batch_writes_every_part() {
         rejected_at_ms: 2_000,
         counters: vec![(rig.clone(), counters)],
         online: vec![(rig.clone(), true, 1_500)],
+        command_acks: Vec::new(),
+        announcements: Vec::new(),
     };
 
     let outcome = store.write_ingest_batch(&batch).await.expect("write batch");
@@ -1368,4 +1370,63 @@ async fn version_one_file_migrates() {
         store.site_devices(DEFAULT_SITE_ID).await.expect("devices"),
         vec![device("old-rig")]
     );
+}
+
+fn command(id: &str, device_name: &str, created_ms: i64) -> CommandRecord {
+    CommandRecord {
+        id: id.to_owned(),
+        device: device(device_name),
+        username: "admin".to_owned(),
+        action: "set_power_limit".to_owned(),
+        request_json: format!(r#"{{"id":"{id}","action":"set_power_limit","gpu":0,"watts":220}}"#),
+        created_ms,
+        status: CommandStatus::Sent,
+        ack_json: None,
+        acked_ms: None,
+    }
+}
+
+#[tokio::test]
+async fn command_ack_completes_audit_record() {
+    let (_dir, store) = open_temp();
+    let rig = device("rig-03");
+    store.record_command(&command("c-1", "rig-03", 1_000)).await.expect("record c-1");
+    store.record_command(&command("c-2", "rig-03", 2_000)).await.expect("record c-2");
+    let ack = CommandAck { id: "c-1".to_owned(), ok: true, payload: r#"{"id":"c-1","ok":true}"#.to_owned() };
+    // An acknowledgement of another device's command id must not touch c-2.
+    let stray = CommandAck { id: "c-2".to_owned(), ok: false, payload: "{}".to_owned() };
+    let batch = IngestBatch {
+        command_acks: vec![(rig.clone(), ack, 1_500), (device("rig-04"), stray, 1_600)],
+        ..IngestBatch::default()
+    };
+    store.write_ingest_batch(&batch).await.expect("write acks");
+
+    let commands = store.device_commands(&rig, 10).await.expect("list commands");
+    assert_eq!(commands.len(), 2);
+    assert_eq!(commands[0].id, "c-2", "newest first");
+    assert_eq!(commands[0].status, CommandStatus::Sent);
+    assert_eq!(commands[1].status, CommandStatus::Succeeded);
+    assert_eq!(commands[1].ack_json.as_deref(), Some(r#"{"id":"c-1","ok":true}"#));
+    assert_eq!(commands[1].acked_ms, Some(1_500));
+}
+
+#[tokio::test]
+async fn command_status_marks_publish_failure() {
+    let (_dir, store) = open_temp();
+    store.record_command(&command("c-9", "rig-05", 1_000)).await.expect("record");
+    store
+        .set_command_status("c-9", CommandStatus::Failed, r#"{"error":"broker unreachable"}"#, 1_100)
+        .await
+        .expect("set status");
+    let commands = store.device_commands(&device("rig-05"), 10).await.expect("list");
+    assert_eq!(commands[0].status, CommandStatus::Failed);
+    assert_eq!(commands[0].acked_ms, Some(1_100));
+}
+
+#[tokio::test]
+async fn duplicate_command_id_conflicts() {
+    let (_dir, store) = open_temp();
+    store.record_command(&command("c-7", "rig-06", 1_000)).await.expect("first");
+    let error = store.record_command(&command("c-7", "rig-06", 2_000)).await.unwrap_err();
+    assert!(matches!(error, StoreError::Conflict { .. }), "{error}");
 }

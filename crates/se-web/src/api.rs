@@ -66,7 +66,7 @@ pub(crate) async fn list_devices(
     Ok(Json(state.store.list_devices().await?))
 }
 
-async fn known_device(state: &WebState, device: &DeviceId) -> Result<DeviceSummary, ApiError> {
+pub(crate) async fn known_device(state: &WebState, device: &DeviceId) -> Result<DeviceSummary, ApiError> {
     state
         .store
         .device(device)

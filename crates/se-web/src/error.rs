@@ -149,6 +149,28 @@ pub enum ApiError {
     UnknownLanguage { value: String },
     #[error("no API route {value}")]
     RouteNotFound { value: String },
+    #[error("line protocol writes are disabled")]
+    WriteDisabled,
+    #[error("write token missing")]
+    WriteTokenMissing,
+    #[error("write token invalid")]
+    WriteTokenInvalid,
+    #[error("invalid precision {value:?}")]
+    InvalidPrecision { value: String, valid: &'static str },
+    #[error("request body larger than {max_bytes} bytes")]
+    BodyTooLarge { max_bytes: usize },
+    #[error("unreadable request body: {detail}")]
+    UnreadableBody { detail: String },
+    #[error("invalid command: {detail}")]
+    InvalidCommand { detail: String },
+    #[error("device commands are not available on this server")]
+    CommandsUnavailable,
+    #[error("failed to publish the command: {detail}")]
+    CommandPublishFailed { detail: String },
+    #[error("device {value:?} never announced itself")]
+    DiscoveredDeviceNotFound { value: String },
+    #[error("invalid discovery status {value:?}")]
+    InvalidDiscoveryStatus { value: String },
     #[error("store failed: {0}")]
     Store(#[from] StoreError),
     #[error("internal error: {0}")]
@@ -185,14 +207,19 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         use ApiError::*;
         match self {
-            NotAuthenticated | BadCredentials => StatusCode::UNAUTHORIZED,
-            Forbidden { .. } | PasswordChangeRequired => StatusCode::FORBIDDEN,
+            NotAuthenticated | BadCredentials | WriteTokenMissing | WriteTokenInvalid => {
+                StatusCode::UNAUTHORIZED
+            }
+            Forbidden { .. } | PasswordChangeRequired | WriteDisabled => StatusCode::FORBIDDEN,
+            BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             DeviceNotFound { .. }
+            | DiscoveredDeviceNotFound { .. }
             | SiteNotFound { .. }
             | UnknownLanguage { .. }
             | RouteNotFound { .. } => {
                 StatusCode::NOT_FOUND
             }
+            CommandsUnavailable | CommandPublishFailed { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Store(StoreError::Conflict { .. }) => StatusCode::CONFLICT,
             Store(StoreError::NotFound { .. }) => StatusCode::NOT_FOUND,
             Store(StoreError::Invalid(_)) => StatusCode::BAD_REQUEST,
@@ -241,6 +268,17 @@ impl ApiError {
             Energy { .. } => "energy_failed",
             UnknownLanguage { .. } => "unknown_language",
             RouteNotFound { .. } => "route_not_found",
+            WriteDisabled => "write_disabled",
+            WriteTokenMissing => "write_token_missing",
+            WriteTokenInvalid => "write_token_invalid",
+            InvalidPrecision { .. } => "invalid_precision",
+            BodyTooLarge { .. } => "body_too_large",
+            UnreadableBody { .. } => "unreadable_body",
+            InvalidCommand { .. } => "invalid_command",
+            CommandsUnavailable => "commands_unavailable",
+            CommandPublishFailed { .. } => "command_publish_failed",
+            DiscoveredDeviceNotFound { .. } => "discovered_device_not_found",
+            InvalidDiscoveryStatus { .. } => "invalid_discovery_status",
             Store(StoreError::Conflict { .. }) => "conflict",
             Store(StoreError::NotFound { .. }) => "not_found",
             Store(StoreError::Invalid(_)) => "store_rule",
@@ -257,9 +295,10 @@ impl ApiError {
             PasswordTooShort { min } => vec![("min", min.to_string())],
             PasswordTooLong { max } => vec![("max", max.to_string())],
             InvalidJson { detail } | InvalidQuery { detail } => vec![("detail", detail.clone())],
-            InvalidDeviceId { value } | InvalidChannel { value } | DeviceNotFound { value } => {
+            InvalidDeviceId { value } | InvalidChannel { value } | DeviceNotFound { value } | DiscoveredDeviceNotFound { value } => {
                 vec![("value", quoted(value))]
             }
+            InvalidDiscoveryStatus { value } => vec![("value", quoted(value)), ("valid", "pending, approved, ignored, all".to_owned())],
             MissingParameter { name } => vec![("name", (*name).to_owned())],
             UnknownMetric { value } => vec![("value", quoted(value)), ("valid", metric_keys())],
             UnknownReason { value } => vec![("value", quoted(value)), ("valid", reason_codes())],
@@ -303,7 +342,14 @@ impl ApiError {
             | InvalidCurrency { value }
             | InvalidPeriod { value } => vec![("value", quoted(value))],
             InvalidCo2Factor { value } => vec![("value", value.clone())],
-            InvalidTariff { detail } | Energy { detail } => vec![("detail", detail.clone())],
+            InvalidCommand { detail } | CommandPublishFailed { detail } => vec![("detail", detail.clone())],
+            InvalidTariff { detail } | Energy { detail } | UnreadableBody { detail } => {
+                vec![("detail", detail.clone())]
+            }
+            InvalidPrecision { value, valid } => {
+                vec![("value", quoted(value)), ("valid", (*valid).to_owned())]
+            }
+            BodyTooLarge { max_bytes } => vec![("max", max_bytes.to_string())],
             _ => Vec::new(),
         }
     }

@@ -12,11 +12,14 @@
 
 mod accounts;
 mod api;
+mod commands;
+mod discovery;
 mod auth;
 mod error;
 mod extract;
 mod health;
 mod i18n;
+mod line_protocol;
 mod live;
 mod pages;
 mod params;
@@ -47,8 +50,10 @@ pub use auth::{
     SESSION_TTL_MS,
 };
 pub use error::{ApiError, RenderedError, WebError};
+pub use commands::{CommandPublisher, PreparedCommand, SharedCommandPublisher};
 pub use health::Health;
 pub use i18n::{catalog, translate, Catalog, RequestLang, LANGUAGES};
+pub use line_protocol::MAX_BODY_BYTES as MAX_WRITE_BODY_BYTES;
 pub use live::{live_channel, LiveSender, LiveUpdate, LiveValue, LIVE_CHANNEL_CAPACITY};
 
 /// Shared state of every handler: the store, the live channel and the health flags.
@@ -57,8 +62,12 @@ pub struct WebState {
     pub store: Arc<dyn Store>,
     pub live: LiveSender,
     pub health: Arc<Health>,
+    /// Tokens accepted by the line protocol write routes; none disables them.
+    pub write_tokens: Vec<String>,
     /// Fires when the server shuts down; ends the live streams.
     shutdown: CancellationToken,
+    /// Publisher of device commands; `None` disables the command routes.
+    pub commands: Option<commands::SharedCommandPublisher>,
 }
 
 impl WebState {
@@ -67,8 +76,27 @@ impl WebState {
             store,
             live,
             health,
+            write_tokens: Vec::new(),
             shutdown: CancellationToken::new(),
+            commands: None,
         }
+    }
+
+    /// Enables the device command routes with this publisher.
+    pub fn with_commands(mut self, publisher: commands::SharedCommandPublisher) -> Self {
+        self.commands = Some(publisher);
+        self
+    }
+
+    /// Sets the tokens of the line protocol write routes, dropping blank ones.
+    pub fn with_write_tokens<T: Into<String>>(mut self, tokens: impl IntoIterator<Item = T>) -> Self {
+        self.write_tokens = tokens
+            .into_iter()
+            .map(Into::into)
+            .map(|token| token.trim().to_owned())
+            .filter(|token| !token.is_empty())
+            .collect();
+        self
     }
 }
 
@@ -89,6 +117,8 @@ pub fn router(state: WebState) -> Router {
     Router::new()
         .route("/healthz", get(health::healthz))
         .nest("/api/v1", api_router(&state))
+        // InfluxDB write routes: token auth, no session.
+        .merge(line_protocol::routes())
         .route("/", get(pages::dashboard_page))
         .route("/devices/{id}", get(pages::device_page))
         .route("/ingest-errors", get(pages::ingest_errors_page))
@@ -134,6 +164,7 @@ fn api_router(state: &WebState) -> Router<WebState> {
         .route("/sites/{id}", get(sites::get_site))
         .route("/sites/{id}/energy", get(sites::site_energy))
         .route("/live", get(live::live))
+        .route("/devices/{id}/commands", get(commands::list_commands).post(commands::send_command))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             require_session,
@@ -145,6 +176,9 @@ fn api_router(state: &WebState) -> Router<WebState> {
         .route("/sites/{id}", put(sites::put_site))
         .route("/sites/{id}/tariff", put(sites::put_tariff))
         .route("/devices/{id}/site", put(sites::put_device_site))
+        .route("/discovered", get(discovery::list_discovered))
+        .route("/discovered/{id}/approve", post(discovery::approve))
+        .route("/discovered/{id}/ignore", post(discovery::ignore))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_admin))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),

@@ -15,7 +15,7 @@ use se_energy::{
     counter_energy, period_of, power_energy, CostBreakdown, CounterConfig, CounterSample,
     EnergyPiece, Period, PowerConfig, PowerSample, Tariff, UnknownCause, Window,
 };
-use se_store::{RawQuery, Role, Site};
+use se_store::{site_rules, RawQuery, Role, Site};
 use serde::{Deserialize, Serialize};
 
 use crate::auth::{AdminUser, CurrentUser};
@@ -23,12 +23,6 @@ use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiQuery, DevicePath};
 use crate::{params, WebState};
 
-/// Maximum length of a site id, in characters.
-const MAX_SITE_ID_CHARS: usize = 64;
-/// Maximum length of a site name, in characters.
-const MAX_SITE_NAME_CHARS: usize = 200;
-/// Maximum accepted grid emission factor, in g/kWh. Coal-fired grids are roughly 1000 (an estimate), so higher values are typos.
-const MAX_CO2_G_PER_KWH: f64 = 5000.0;
 /// How far before a period readings are fetched, so the last power sample
 /// before the period can hold into it and a counter has a base value.
 const LOOKBACK_MS: i64 = 3_600_000;
@@ -51,12 +45,7 @@ impl<S: Send + Sync> FromRequestParts<S> for SitePath {
 
 /// Checks a site id: 1 to 64 ASCII letters, digits, `-` or `_`.
 pub(crate) fn site_id(value: &str) -> Result<String, ApiError> {
-    let valid = !value.is_empty()
-        && value.chars().count() <= MAX_SITE_ID_CHARS
-        && value
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-    if valid {
+    if site_rules::is_valid_site_id(value) {
         Ok(value.to_owned())
     } else {
         Err(ApiError::InvalidSiteId {
@@ -140,20 +129,17 @@ pub(crate) struct SiteSettings {
 }
 
 fn validate_settings(settings: &SiteSettings) -> Result<(), ApiError> {
-    let name_chars = settings.name.trim().chars().count();
-    if name_chars == 0 || name_chars > MAX_SITE_NAME_CHARS {
+    if !site_rules::is_valid_site_name(&settings.name) {
         return Err(ApiError::InvalidSiteName);
     }
     time_zone(&settings.time_zone)?;
-    let currency_valid =
-        settings.currency.len() == 3 && settings.currency.chars().all(|c| c.is_ascii_uppercase());
-    if !currency_valid {
+    if !site_rules::is_valid_currency(&settings.currency) {
         return Err(ApiError::InvalidCurrency {
             value: settings.currency.clone(),
         });
     }
     if let Some(factor) = settings.co2_g_per_kwh {
-        if !(factor.is_finite() && (0.0..=MAX_CO2_G_PER_KWH).contains(&factor)) {
+        if !site_rules::is_valid_co2_factor(factor) {
             return Err(ApiError::InvalidCo2Factor {
                 value: factor.to_string(),
             });

@@ -529,3 +529,52 @@ async fn generated_password_forces_change_form() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discovered_device_approved_from_sites_page() {
+    with_browser(Some(ADMIN_PASSWORD), async |browser, harness, _| {
+        let plug = DeviceId::parse("plug-1").unwrap();
+        let farm = se_store::Site {
+            id: "farm".into(),
+            name: "Farm".into(),
+            time_zone: "UTC".into(),
+            currency: "EUR".into(),
+            tariff_json: None,
+            co2_g_per_kwh: None,
+        };
+        harness.store.upsert_site(&farm).await.unwrap();
+        let announcement = se_core::Announcement {
+            device: plug.clone(),
+            format: "tasmota".into(),
+            name: Some("Rig plug".into()),
+            model: Some("Sonoff Pow R2".into()),
+            payload: r#"{"t":"plug-1"}"#.into(),
+        };
+        let batch = se_store::IngestBatch {
+            readings: vec![Reading::new(plug.clone(), "main", Metric::Power, now_ms(), 45.0)],
+            announcements: vec![(plug.clone(), announcement, now_ms())],
+            ..se_store::IngestBatch::default()
+        };
+        harness.store.write_ingest_batch(&batch).await.unwrap();
+
+        log_in(browser, &harness.base, "admin", ADMIN_PASSWORD).await;
+        wait_for_element(browser, "#device-table").await;
+        browser.goto(&format!("{}/admin/sites", harness.base)).await.unwrap();
+        let row = r#"tr[data-discovered="plug-1"]"#;
+        let model = wait_for_text(browser, &format!("{row} td:nth-child(3)"), |text| !text.is_empty()).await;
+        assert_eq!(model, "Sonoff Pow R2");
+        screenshot(browser, "/tmp/se-discovered.png").await;
+
+        let farm_option = r#"select[data-discovered-site="plug-1"] option[value="farm"]"#;
+        browser.find(Locator::Css(farm_option)).await.unwrap().click().await.unwrap();
+        browser.find(Locator::Css(&format!(r#"{row} button[data-action="approve"]"#))).await.unwrap().click().await.unwrap();
+
+        // After approval the device leaves the discovered list and shows in the device table with its site.
+        wait_for_element(browser, r#"select[data-device="plug-1"]"#).await;
+        let notice = wait_for_text(browser, "#discovered-message", |text| !text.is_empty()).await;
+        assert_eq!(notice, "Device plug-1 approved.");
+        assert!(browser.find(Locator::Css(row)).await.is_err(), "approved device still listed as discovered");
+        assert_eq!(harness.store.site_devices("farm").await.unwrap(), vec![plug]);
+    })
+    .await;
+}

@@ -8,6 +8,7 @@
 mod common;
 pub mod emonhub;
 pub mod esphome;
+pub mod home_assistant;
 pub mod influx;
 pub mod nvidia_smi;
 pub mod shelly;

@@ -12,6 +12,11 @@
 //! | `temperature` (device temperature, °C) | `device` | `temperature_c` |
 //! | `online` (`true`/`false`) | | availability |
 //!
+//! `shellies/announce` carries the JSON a Gen1 device publishes when it
+//! connects (`{"id", "model", "mac", "ip", "fw_ver"}`). It becomes a
+//! [`se_core::Announcement`] for the device `id`, the same id as in
+//! `shellies/<id>/...`.
+//!
 //! An emeter publishes its energy twice, as `total` in Wh and as `energy` in
 //! watt-minutes. Both would land in the same series, so only the source chosen
 //! by [`EmeterEnergySource`] is stored and the other topic is accepted and
@@ -23,7 +28,7 @@
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use se_core::{Decoded, DeviceId, Metric, RejectReason, TimestampMs};
+use se_core::{Announcement, Decoded, DeviceId, Metric, RejectReason, Rejection, TimestampMs};
 
 use super::common::{scaled, decode_availability, device_from_prefix, invalid_device, is_index, json_number, Batch};
 use crate::{parse_number, Decoder};
@@ -70,6 +75,8 @@ impl ShellyGen1Decoder {
 #[derive(Debug, Clone, PartialEq)]
 enum Gen1Topic {
     Online,
+    /// `<prefix>/announce`, which names the device in its payload.
+    Announce,
     /// A value to store: channel, metric and factor from the device unit.
     Value { channel: String, metric: Metric, scale: f64 },
     /// A known topic whose value is not stored with the current settings.
@@ -81,6 +88,9 @@ const WATT_MINUTES_TO_WH: f64 = 1.0 / 60.0;
 impl ShellyGen1Decoder {
     fn split_topic<'t>(&self, topic: &'t str) -> Option<(&'t str, Gen1Topic)> {
         let rest = topic.strip_prefix(self.config.prefix.as_str())?.strip_prefix('/')?;
+        if rest == "announce" {
+            return Some(("", Gen1Topic::Announce));
+        }
         let mut levels = rest.split('/');
         let device = levels.next()?;
         let parts: Vec<&str> = levels.collect();
@@ -127,6 +137,7 @@ impl Decoder for ShellyGen1Decoder {
         let prefix = &self.config.prefix;
         vec![
             format!("{prefix}/+/online"),
+            format!("{prefix}/announce"),
             format!("{prefix}/+/temperature"),
             format!("{prefix}/+/relay/+/power"),
             format!("{prefix}/+/relay/+/energy"),
@@ -142,12 +153,16 @@ impl Decoder for ShellyGen1Decoder {
         let Some((device, kind)) = self.split_topic(topic) else {
             return Decoded::default();
         };
+        if kind == Gen1Topic::Announce {
+            return decode_announce(topic, payload);
+        }
         let device = match DeviceId::parse(device) {
             Ok(device) => device,
             Err(error) => return invalid_device(topic, device, &error, "set a valid MQTT id on the Shelly"),
         };
         match kind {
             Gen1Topic::Online => decode_availability(device, topic, payload),
+            Gen1Topic::Announce => Decoded::default(),
             Gen1Topic::Ignored => Decoded { device: Some(device), ..Decoded::default() },
             Gen1Topic::Value { channel, metric, scale } => {
                 let raw = String::from_utf8_lossy(payload);
@@ -158,6 +173,38 @@ impl Decoder for ShellyGen1Decoder {
             }
         }
     }
+}
+
+/// Reads a Gen1 announce message into an announcement of the device `id`.
+fn decode_announce(topic: &str, payload: &[u8]) -> Decoded {
+    if payload.is_empty() {
+        return Decoded::default();
+    }
+    let raw = String::from_utf8_lossy(payload);
+    let root = match serde_json::from_slice::<Value>(payload) {
+        Ok(Value::Object(root)) => root,
+        _ => {
+            let detail = "a Shelly announce message must be a JSON object such as {\"id\":\"shellyplug-s-7A1B2C\",\"model\":\"SHPLG-S\"}";
+            return Decoded::rejected(Rejection::new(RejectReason::UnparsablePayload, topic, &raw, detail));
+        }
+    };
+    let Some(id) = root.get("id").and_then(Value::as_str) else {
+        let detail = "the announce message has no \"id\" field, so the device's topics are unknown; check the Shelly firmware";
+        return Decoded::rejected(Rejection::new(RejectReason::InvalidDeviceId, topic, &raw, detail));
+    };
+    let device = match DeviceId::parse(id) {
+        Ok(device) => device,
+        Err(error) => return invalid_device(topic, id, &error, "set a valid MQTT id on the Shelly"),
+    };
+    let text = |key: &str| root.get(key).and_then(Value::as_str).filter(|text| !text.is_empty()).map(str::to_owned);
+    let announcement = Announcement {
+        device: device.clone(),
+        format: "shelly".to_owned(),
+        name: text("name"),
+        model: text("model"),
+        payload: Announcement::excerpt(&raw),
+    };
+    Decoded { device: Some(device), announcement: Some(announcement), ..Decoded::default() }
 }
 
 /// Settings of the Shelly Gen2/Gen3 decoder.
@@ -321,6 +368,32 @@ mod tests {
         assert_eq!(decoded.readings.len(), 1, "{decoded:?}");
         let reading = &decoded.readings[0];
         (reading.channel.to_string(), reading.metric, reading.value)
+    }
+
+    #[test]
+    fn announce_names_device_and_model() {
+        let payload = r#"{"id":"shellyplug-s-7A1B2C","model":"SHPLG-S","mac":"C45BBE7A1B2C","ip":"192.168.1.20","new_fw":false,"fw_ver":"20230913-112003/v1.14.0-gcb84623"}"#;
+        let decoded = gen1(ShellyGen1Config::default(), "shellies/announce", payload);
+        let announcement = decoded.announcement.expect("an announcement");
+        assert_eq!(announcement.device.as_str(), "shellyplug-s-7A1B2C");
+        assert_eq!(announcement.format, "shelly");
+        assert_eq!(announcement.model.as_deref(), Some("SHPLG-S"));
+        assert_eq!(announcement.name, None);
+        assert!(decoded.rejections.is_empty());
+    }
+
+    #[test]
+    fn announce_without_id_is_rejected() {
+        let decoded = gen1(ShellyGen1Config::default(), "shellies/announce", r#"{"model":"SHPLG-S"}"#);
+        assert!(decoded.announcement.is_none());
+        assert_eq!(decoded.rejections[0].reason, RejectReason::InvalidDeviceId);
+    }
+
+    #[test]
+    fn announce_topic_is_accepted_alone() {
+        let decoder = ShellyGen1Decoder::default();
+        assert!(decoder.accepts("shellies/announce"));
+        assert!(!decoder.accepts("shellies/announce/extra"));
     }
 
     #[test]

@@ -5,6 +5,11 @@
 //! - `tele/<topic>/ENERGY`: older firmware sends the `ENERGY` fields at the
 //!   top level of the JSON, next to `"Time"`.
 //! - `tele/<topic>/LWT`: `Online` or `Offline`, the MQTT Last Will.
+//! - `tasmota/discovery/<MAC>/config`: the retained discovery config that
+//!   Tasmota 9.2 and later publish at boot (unless `SetOption19 1`). It
+//!   becomes a [`se_core::Announcement`] for the device named by its `"t"`
+//!   field, the topic its telemetry uses. An empty payload clears a retained
+//!   config and is ignored.
 //!
 //! `ENERGY` fields stored: `Total` (kWh, stored as the counter `energy_wh`),
 //! `ExportActive` (kWh, `returned_energy_wh`), `Power` (W), `ApparentPower`
@@ -30,7 +35,7 @@ use jiff::tz::TimeZone;
 use jiff::Timestamp;
 use serde_json::{Map, Value};
 
-use se_core::{Decoded, DeviceId, Metric, RejectReason, TimestampMs};
+use se_core::{Announcement, Decoded, DeviceId, Metric, RejectReason, Rejection, TimestampMs};
 
 use super::common::{scaled, decode_availability, invalid_device, json_number, Batch};
 use crate::{choose_timestamp, Decoder};
@@ -67,7 +72,11 @@ enum Kind {
     Sensor,
     Energy,
     Lwt,
+    Discovery,
 }
+
+/// Topic prefix of Tasmota discovery configs, fixed in the firmware.
+pub const TASMOTA_DISCOVERY_PREFIX: &str = "tasmota/discovery";
 
 /// `ENERGY` fields that are stored, with their metric and unit factor.
 const ENERGY_FIELDS: [(&str, Metric, f64); 9] = [
@@ -89,7 +98,13 @@ const MAX_CHANNEL_LEN: usize = 64;
 const NON_SENSOR_KEYS: [&str; 3] = ["Time", "ENERGY", "TempUnit"];
 
 impl TasmotaDecoder {
+    /// Splits a topic into its device part and kind. For a discovery
+    /// topic the device part is the MAC address, not the device id.
     fn split_topic<'t>(&self, topic: &'t str) -> Option<(&'t str, Kind)> {
+        if let Some(rest) = topic.strip_prefix(TASMOTA_DISCOVERY_PREFIX).and_then(|rest| rest.strip_prefix('/')) {
+            let mac = rest.strip_suffix("/config").filter(|mac| !mac.is_empty() && !mac.contains('/'))?;
+            return Some((mac, Kind::Discovery));
+        }
         let rest = topic.strip_prefix(self.config.prefix.as_str())?.strip_prefix('/')?;
         let (device, leaf) = rest.split_once('/')?;
         let kind = match leaf {
@@ -125,7 +140,12 @@ impl Decoder for TasmotaDecoder {
 
     fn topic_filters(&self) -> Vec<String> {
         let prefix = &self.config.prefix;
-        vec![format!("{prefix}/+/SENSOR"), format!("{prefix}/+/ENERGY"), format!("{prefix}/+/LWT")]
+        vec![
+            format!("{prefix}/+/SENSOR"),
+            format!("{prefix}/+/ENERGY"),
+            format!("{prefix}/+/LWT"),
+            format!("{TASMOTA_DISCOVERY_PREFIX}/+/config"),
+        ]
     }
 
     fn accepts(&self, topic: &str) -> bool {
@@ -136,6 +156,9 @@ impl Decoder for TasmotaDecoder {
         let Some((device, kind)) = self.split_topic(topic) else {
             return Decoded::default();
         };
+        if kind == Kind::Discovery {
+            return decode_discovery(topic, payload);
+        }
         let device = match DeviceId::parse(device) {
             Ok(device) => device,
             Err(error) => return invalid_device(topic, device, &error, "rename the Tasmota Topic"),
@@ -169,6 +192,39 @@ impl Decoder for TasmotaDecoder {
         }
         batch.finish()
     }
+}
+
+/// Reads a discovery config into an announcement of the device named by `"t"`.
+fn decode_discovery(topic: &str, payload: &[u8]) -> Decoded {
+    if payload.is_empty() {
+        return Decoded::default();
+    }
+    let raw = String::from_utf8_lossy(payload);
+    let reject = |reason, value: &str, detail: String| Decoded::rejected(Rejection::new(reason, topic, value, detail));
+    let root = match serde_json::from_slice::<Value>(payload) {
+        Ok(Value::Object(root)) => root,
+        _ => {
+            let detail = "a Tasmota discovery config must be a JSON object such as {\"t\":\"plug-1\",\"dn\":\"Plug\",\"md\":\"Sonoff S31\"}";
+            return reject(RejectReason::UnparsablePayload, &raw, detail.to_owned());
+        }
+    };
+    let Some(topic_name) = root.get("t").and_then(Value::as_str) else {
+        let detail = "the discovery config has no \"t\" (Tasmota Topic) field, so its telemetry topic is unknown; update Tasmota to 9.2 or later".to_owned();
+        return reject(RejectReason::InvalidDeviceId, &raw, detail);
+    };
+    let device = match DeviceId::parse(topic_name) {
+        Ok(device) => device,
+        Err(error) => return invalid_device(topic, topic_name, &error, "rename the Tasmota Topic"),
+    };
+    let text = |key: &str| root.get(key).and_then(Value::as_str).filter(|text| !text.is_empty()).map(str::to_owned);
+    let announcement = Announcement {
+        device: device.clone(),
+        format: "tasmota".to_owned(),
+        name: text("dn").or_else(|| text("hn")),
+        model: text("md"),
+        payload: Announcement::excerpt(&raw),
+    };
+    Decoded { device: Some(device), announcement: Some(announcement), ..Decoded::default() }
 }
 
 fn decode_sensor(batch: &mut Batch<'_>, root: &Map<String, Value>, ts_ms: TimestampMs) {
@@ -333,6 +389,40 @@ mod tests {
         assert_eq!(decoded.rejections[0].reason, RejectReason::NoReadings);
     }
 
+    const DISCOVERY: &str = r#"{"ip":"192.168.1.50","dn":"Rig plug","fn":["Tasmota",null,null,null,null,null,null,null],"hn":"tasmota-1A2B3C-2876","mac":"84CCA81A2B3C","md":"Sonoff Pow R2","ty":0,"if":0,"ofln":"Offline","onln":"Online","state":["OFF","ON","TOGGLE","HOLD"],"sw":"13.2.0","t":"tasmota_1A2B3C","ft":"%prefix%/%topic%/","tp":["cmnd","stat","tele"],"rl":[1,0,0,0,0,0,0,0],"swc":[-1,-1,-1,-1,-1,-1,-1,-1],"swn":[null,null,null,null,null,null,null,null],"btn":[0,0,0,0,0,0,0,0],"so":{"4":0,"11":0,"13":0,"17":0,"20":0,"30":0,"68":0,"73":0,"82":0,"114":0,"117":0},"lk":0,"lt_st":0,"sho":[0,0,0,0],"ver":1}"#;
+
+    #[test]
+    fn discovery_config_announces_topic_device() {
+        let decoded = decode("tasmota/discovery/84CCA81A2B3C/config", DISCOVERY);
+        let announcement = decoded.announcement.expect("an announcement");
+        assert_eq!(announcement.device.as_str(), "tasmota_1A2B3C");
+        assert_eq!(announcement.format, "tasmota");
+        assert_eq!(announcement.name.as_deref(), Some("Rig plug"));
+        assert_eq!(announcement.model.as_deref(), Some("Sonoff Pow R2"));
+        assert!(decoded.readings.is_empty());
+        assert!(decoded.rejections.is_empty());
+    }
+
+    #[test]
+    fn empty_discovery_payload_is_ignored() {
+        let decoded = decode("tasmota/discovery/84CCA81A2B3C/config", "");
+        assert!(decoded.is_empty());
+    }
+
+    #[test]
+    fn discovery_without_topic_is_rejected() {
+        let decoded = decode("tasmota/discovery/84CCA81A2B3C/config", r#"{"dn":"Plug","md":"Sonoff S31"}"#);
+        assert!(decoded.announcement.is_none());
+        assert_eq!(decoded.rejections[0].reason, RejectReason::InvalidDeviceId);
+    }
+
+    #[test]
+    fn discovery_with_bad_topic_is_rejected() {
+        let decoded = decode("tasmota/discovery/84CCA81A2B3C/config", r#"{"t":"bad topic","dn":"Plug"}"#);
+        assert!(decoded.announcement.is_none());
+        assert_eq!(decoded.rejections[0].reason, RejectReason::InvalidDeviceId);
+    }
+
     #[test]
     fn other_leaves_are_not_accepted() {
         let decoder = TasmotaDecoder::default();
@@ -340,5 +430,8 @@ mod tests {
         assert!(!decoder.accepts("tele/plug-1/SENSOR/extra"));
         assert!(!decoder.accepts("stat/plug-1/SENSOR"));
         assert!(decoder.accepts("tele/plug-1/SENSOR"));
+        assert!(decoder.accepts("tasmota/discovery/84CCA81A2B3C/config"));
+        assert!(!decoder.accepts("tasmota/discovery/84CCA81A2B3C/sensors"));
+        assert!(!decoder.accepts("tasmota/discovery//config"));
     }
 }

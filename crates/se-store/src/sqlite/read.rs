@@ -10,7 +10,7 @@ use super::convert::{
     role_from_sql, seq_from_sql,
 };
 use crate::{
-    DeviceCounters, DeviceSummary, IngestErrorCount, IngestErrorQuery, IngestErrorRecord,
+    CommandRecord, CommandStatus, DeviceCounters, DeviceSummary, DiscoveredDevice, DiscoveryStatus, IngestErrorCount, IngestErrorQuery, IngestErrorRecord,
     IngestErrorReport, LatestValue, RawQuery, SeriesPoint, SeriesQuery, Site, StoreError,
     StoreStats, User, DEFAULT_SITE_ID,
 };
@@ -496,10 +496,16 @@ pub(super) fn device_site(conn: &Connection, device: &DeviceId) -> Result<String
     Ok(site.unwrap_or_else(|| DEFAULT_SITE_ID.to_owned()))
 }
 
-// `?1 IS NULL OR ...` makes one statement serve both "all devices" and "one device".
+// Device lists leave out a device whose `discovered_devices` row is not
+// `approved`; a device that never announced itself has no row and is listed.
+// `?1 IS NULL OR ...` makes one statement serve both "all devices" and "one
+// device". A device asked for by id is returned whatever its discovery status.
 const SELECT_DEVICES: &str = "
     SELECT id, first_seen_ms, last_seen_ms, online, last_seq, lost, duplicates, restarts
-    FROM devices WHERE ?1 IS NULL OR id = ?1 ORDER BY id";
+    FROM devices d
+    WHERE (?1 IS NULL AND NOT EXISTS (SELECT 1 FROM discovered_devices h WHERE h.device_id = d.id AND h.status <> 'approved'))
+       OR id = ?1
+    ORDER BY id";
 
 const SELECT_LATEST: &str = "
     SELECT s.device_id, s.channel, s.metric, l.ts_ms, l.value
@@ -575,11 +581,82 @@ const SELECT_SITES_OF_USER: &str = "
     FROM sites s JOIN site_owners o ON o.site_id = s.id
     WHERE o.user_id = ?1 ORDER BY s.id";
 
-const SELECT_SITE_DEVICES: &str =
-    "SELECT device_id FROM device_sites WHERE site_id = ?1 ORDER BY device_id";
+const SELECT_SITE_DEVICES: &str = "
+    SELECT device_id FROM device_sites a
+    WHERE site_id = ?1
+      AND NOT EXISTS (SELECT 1 FROM discovered_devices h WHERE h.device_id = a.device_id AND h.status <> 'approved')
+    ORDER BY device_id";
 
 // `?1` is always 'default' here; it keeps both statements on one parameter list.
 const SELECT_UNASSIGNED_DEVICES: &str = "
     SELECT d.id FROM devices d
     WHERE NOT EXISTS (SELECT 1 FROM device_sites a WHERE a.device_id = d.id AND a.site_id <> ?1)
+      AND NOT EXISTS (SELECT 1 FROM discovered_devices h WHERE h.device_id = d.id AND h.status <> 'approved')
     ORDER BY d.id";
+
+pub(super) fn discovered_devices(conn: &Connection, status: Option<DiscoveryStatus>) -> Result<Vec<DiscoveredDevice>, StoreError> {
+    const OP: &str = "discovered_devices";
+    let mut select = conn
+        .prepare_cached(
+            "SELECT device_id, format, name, model, payload, first_seen_ms, last_seen_ms, status
+             FROM discovered_devices WHERE ?1 IS NULL OR status = ?1 ORDER BY device_id",
+        )
+        .map_err(db(OP))?;
+    let rows = select
+        .query_map([status.map(DiscoveryStatus::code)], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, Option<String>>(2)?,
+                row.get::<_, Option<String>>(3)?,
+                row.get::<_, String>(4)?,
+                row.get::<_, i64>(5)?,
+                row.get::<_, i64>(6)?,
+                row.get::<_, String>(7)?,
+            ))
+        })
+        .map_err(db(OP))?;
+    let mut devices = Vec::new();
+    for row in rows {
+        let (device, format, name, model, payload, first_seen_ms, last_seen_ms, status) = row.map_err(db(OP))?;
+        let device = device_from_sql(OP, &device)?;
+        let status = DiscoveryStatus::from_code(&status)
+            .ok_or_else(|| StoreError::Corrupt { operation: OP, detail: format!("unknown discovery status {status:?}") })?;
+        devices.push(DiscoveredDevice { device, format, name, model, payload, first_seen_ms, last_seen_ms, status });
+    }
+    Ok(devices)
+}
+
+pub(super) fn device_commands(conn: &Connection, device: &DeviceId, limit: u32) -> Result<Vec<CommandRecord>, StoreError> {
+    const OP: &str = "device_commands";
+    let mut select = conn
+        .prepare_cached(
+            "SELECT id, device_id, username, action, request_json, created_ms, status, ack_json, acked_ms
+             FROM device_commands WHERE device_id = ?1 ORDER BY created_ms DESC, id DESC LIMIT ?2",
+        )
+        .map_err(db(OP))?;
+    let rows = select
+        .query_map(params![device.as_str(), limit], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, String>(2)?,
+                row.get::<_, String>(3)?,
+                row.get::<_, String>(4)?,
+                row.get::<_, i64>(5)?,
+                row.get::<_, String>(6)?,
+                row.get::<_, Option<String>>(7)?,
+                row.get::<_, Option<i64>>(8)?,
+            ))
+        })
+        .map_err(db(OP))?;
+    let mut commands = Vec::new();
+    for row in rows {
+        let (id, device_id, username, action, request_json, created_ms, status, ack_json, acked_ms) = row.map_err(db(OP))?;
+        let corrupt = |detail: String| StoreError::Corrupt { operation: OP, detail };
+        let device = DeviceId::parse(&device_id).map_err(|error| corrupt(error.to_string()))?;
+        let status = CommandStatus::from_code(&status).ok_or_else(|| corrupt(format!("unknown command status {status:?}")))?;
+        commands.push(CommandRecord { id, device, username, action, request_json, created_ms, status, ack_json, acked_ms });
+    }
+    Ok(commands)
+}

@@ -108,6 +108,35 @@ const MIGRATIONS: &[&str] = &[
 
     CREATE INDEX site_owners_by_user ON site_owners (user_id);
     "#,
+    // Version 3: the audit trail of device commands and their acknowledgements.
+    r#"
+    CREATE TABLE device_commands (
+        id           TEXT PRIMARY KEY NOT NULL,
+        device_id    TEXT NOT NULL,
+        username     TEXT NOT NULL,
+        action       TEXT NOT NULL,
+        request_json TEXT NOT NULL,
+        created_ms   INTEGER NOT NULL,
+        status       TEXT NOT NULL,
+        ack_json     TEXT NULL,
+        acked_ms     INTEGER NULL
+    );
+
+    CREATE INDEX device_commands_by_device ON device_commands (device_id, created_ms);
+    "#,
+    // Version 4: devices that announced themselves, and their review status.
+    r#"
+    CREATE TABLE discovered_devices (
+        device_id     TEXT PRIMARY KEY NOT NULL,
+        format        TEXT NOT NULL,
+        name          TEXT NULL,
+        model         TEXT NULL,
+        payload       TEXT NOT NULL,
+        first_seen_ms INTEGER NOT NULL,
+        last_seen_ms  INTEGER NOT NULL,
+        status        TEXT NOT NULL
+    ) WITHOUT ROWID;
+    "#,
 ];
 
 /// Highest schema version this binary can read and write.

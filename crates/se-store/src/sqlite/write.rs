@@ -3,12 +3,12 @@
 use std::collections::HashMap;
 
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
-use se_core::{now_ms, ChannelName, DeviceId, Metric, Reading, Rejection, TimestampMs};
+use se_core::{now_ms, Announcement, ChannelName, CommandAck, DeviceId, Metric, Reading, Rejection, TimestampMs};
 use tracing::warn;
 
 use super::convert::{count_to_sql, db, is_unique_violation, seq_to_sql};
 use super::read::user_by_id;
-use crate::{DeviceCounters, IngestBatch, NewUser, Site, StoreError, User, WriteOutcome, DEFAULT_SITE_ID};
+use crate::{CommandRecord, CommandStatus, DeviceCounters, DiscoveryStatus, IngestBatch, NewUser, Site, StoreError, User, WriteOutcome, DEFAULT_SITE_ID};
 
 /// Rows kept in `ingest_errors`; older rows are deleted as new ones arrive.
 pub(crate) const MAX_INGEST_ERRORS: i64 = 10_000;
@@ -105,6 +105,12 @@ impl Writer {
             for (device, online, at_ms) in &batch.online {
                 upsert_online(tx, device, *online, *at_ms)?;
             }
+            for (device, ack, at_ms) in &batch.command_acks {
+                apply_command_ack(tx, device, ack, *at_ms)?;
+            }
+            for (device, announcement, at_ms) in &batch.announcements {
+                upsert_announcement(tx, device, announcement, *at_ms)?;
+            }
             Ok(outcome)
         });
         if result.is_err() {
@@ -152,6 +158,42 @@ impl Writer {
         at_ms: TimestampMs,
     ) -> Result<(), StoreError> {
         self.in_transaction("set_device_online", |tx, _| upsert_online(tx, device, online, at_ms))
+    }
+
+    pub(super) fn record_command(&mut self, command: &CommandRecord) -> Result<(), StoreError> {
+        const OP: &str = "record_command";
+        self.in_transaction(OP, |tx, _| {
+            let inserted = tx
+                .prepare_cached(INSERT_COMMAND)
+                .and_then(|mut insert| {
+                    insert.execute(params![
+                        command.id,
+                        command.device.as_str(),
+                        command.username,
+                        command.action,
+                        command.request_json,
+                        command.created_ms,
+                        command.status.code(),
+                        command.ack_json,
+                        command.acked_ms
+                    ])
+                });
+            match inserted {
+                Ok(_) => Ok(()),
+                Err(error) if is_unique_violation(&error) => Err(StoreError::Conflict { what: format!("command {:?}", command.id) }),
+                Err(error) => Err(db(OP)(error)),
+            }
+        })
+    }
+
+    pub(super) fn set_command_status(&mut self, id: &str, status: CommandStatus, ack_json: &str, at_ms: TimestampMs) -> Result<(), StoreError> {
+        const OP: &str = "set_command_status";
+        self.in_transaction(OP, |tx, _| {
+            tx.prepare_cached(UPDATE_COMMAND_STATUS)
+                .and_then(|mut update| update.execute(params![id, status.code(), ack_json, at_ms]))
+                .map_err(db(OP))?;
+            Ok(())
+        })
     }
 
     pub(super) fn create_user(&mut self, user: &NewUser) -> Result<User, StoreError> {
@@ -356,6 +398,41 @@ fn upsert_counters(tx: &Transaction<'_>, device: &DeviceId, counters: &DeviceCou
     Ok(())
 }
 
+/// Stores a device's acknowledgement on its command. An acknowledgement
+/// whose id no command of that device has is logged and skipped, because a
+/// device may answer a command sent by another server or before a reset.
+fn apply_command_ack(tx: &Transaction<'_>, device: &DeviceId, ack: &CommandAck, at_ms: TimestampMs) -> Result<(), StoreError> {
+    const OP: &str = "apply_command_ack";
+    let status = if ack.ok { CommandStatus::Succeeded } else { CommandStatus::Failed };
+    let updated = tx
+        .prepare_cached(APPLY_COMMAND_ACK)
+        .and_then(|mut update| update.execute(params![ack.id, device.as_str(), status.code(), ack.payload, at_ms]))
+        .map_err(db(OP))?;
+    if updated == 0 {
+        warn!(device_id = device.as_str(), command_id = %ack.id, "acknowledgement of an unknown command skipped");
+    }
+    Ok(())
+}
+
+/// Records an announcement. A new device starts `pending`; a known one keeps
+/// its status, so a repeated announcement never undoes an operator's review.
+fn upsert_announcement(tx: &Transaction<'_>, device: &DeviceId, announcement: &Announcement, at_ms: TimestampMs) -> Result<(), StoreError> {
+    tx.prepare_cached(UPSERT_DISCOVERED_DEVICE)
+        .and_then(|mut upsert| {
+            upsert.execute(params![
+                device.as_str(),
+                announcement.format,
+                announcement.name,
+                announcement.model,
+                announcement.payload,
+                at_ms,
+                DiscoveryStatus::Pending.code()
+            ])
+        })
+        .map_err(db("record_announcement"))?;
+    Ok(())
+}
+
 fn upsert_online(tx: &Transaction<'_>, device: &DeviceId, online: bool, at_ms: TimestampMs) -> Result<(), StoreError> {
     const OP: &str = "set_device_online";
     tx.prepare_cached(UPSERT_DEVICE_ONLINE)
@@ -397,6 +474,16 @@ impl Writer {
             .and_then(|mut delete| delete.execute([site_id]))
             .map_err(db("delete_site"))?;
         Ok(deleted > 0)
+    }
+
+    /// Returns whether the device has a discovery row.
+    pub(super) fn set_discovery_status(&mut self, device: &DeviceId, status: DiscoveryStatus) -> Result<bool, StoreError> {
+        let updated = self
+            .conn
+            .prepare_cached("UPDATE discovered_devices SET status = ?2 WHERE device_id = ?1")
+            .and_then(|mut update| update.execute(params![device.as_str(), status.code()]))
+            .map_err(db("set_discovery_status"))?;
+        Ok(updated > 0)
     }
 
     pub(super) fn assign_device(&mut self, device: &DeviceId, site_id: &str) -> Result<(), StoreError> {
@@ -504,6 +591,19 @@ const UPSERT_DEVICE_ONLINE: &str = "
         last_seen_ms = CASE WHEN excluded.online THEN max(last_seen_ms, excluded.last_seen_ms)
                             ELSE last_seen_ms END";
 
+// A late announcement (older `at_ms`) still updates the details but never moves
+// `last_seen_ms` back; `status` is set only on insert.
+const UPSERT_DISCOVERED_DEVICE: &str = "
+    INSERT INTO discovered_devices (device_id, format, name, model, payload, first_seen_ms, last_seen_ms, status)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7)
+    ON CONFLICT (device_id) DO UPDATE SET
+        format = excluded.format,
+        name = coalesce(excluded.name, name),
+        model = coalesce(excluded.model, model),
+        payload = excluded.payload,
+        first_seen_ms = min(first_seen_ms, excluded.first_seen_ms),
+        last_seen_ms = max(last_seen_ms, excluded.last_seen_ms)";
+
 const SELECT_SERIES_ID: &str =
     "SELECT id FROM series WHERE device_id = ?1 AND channel = ?2 AND metric = ?3";
 
@@ -559,3 +659,13 @@ const UPSERT_SITE: &str = "
 const UPSERT_DEVICE_SITE: &str = "
     INSERT INTO device_sites (device_id, site_id) VALUES (?1, ?2)
     ON CONFLICT (device_id) DO UPDATE SET site_id = excluded.site_id";
+
+const INSERT_COMMAND: &str = "
+    INSERT INTO device_commands (id, device_id, username, action, request_json, created_ms, status, ack_json, acked_ms)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
+
+const UPDATE_COMMAND_STATUS: &str =
+    "UPDATE device_commands SET status = ?2, ack_json = ?3, acked_ms = ?4 WHERE id = ?1";
+
+const APPLY_COMMAND_ACK: &str =
+    "UPDATE device_commands SET status = ?3, ack_json = ?4, acked_ms = ?5 WHERE id = ?1 AND device_id = ?2";

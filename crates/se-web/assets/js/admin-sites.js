@@ -1,13 +1,16 @@
-// Admin page of sites: settings, tariff editor with server-side validation,
-// and the site of each device.
+// Admin page of sites: devices that announced themselves and wait for
+// review, settings, tariff editor with server-side validation, and the site
+// of each device.
 
-import { apiGet, apiPut, apiPutText } from "./api.js";
+import { apiGet, apiPost, apiPut, apiPutText } from "./api.js";
 import { h, fill } from "./dom.js";
+import { formatTime } from "./format.js";
 import { onLangChange, t } from "./i18n.js";
 import { initPage, showFatal } from "./layout.js";
 
 let sites = [];
 let devices = [];
+let discovered = [];
 
 function field(name, labelKey, value, attributes = {}) {
   return h("label", {},
@@ -78,7 +81,39 @@ function deviceRow(device) {
   return h("tr", {}, h("td", {}, device.id), h("td", {}, select));
 }
 
+// Approve sends the chosen site with the approval, so the device appears in its site at once.
+function discoveredRow(found) {
+  const id = encodeURIComponent(found.device);
+  const select = h("select", { "data-discovered-site": found.device },
+    sites.map((site) => h("option", { value: site.id }, site.name)));
+  const review = async (action, body, messageKey) => {
+    const message = document.getElementById("discovered-message");
+    try {
+      await apiPost(`/api/v1/discovered/${id}/${action}`, body);
+      await load();
+      showMessage(message, true, t(messageKey, { device: found.device }));
+    } catch (error) {
+      showMessage(message, false, error.message);
+    }
+  };
+  return h("tr", { "data-discovered": found.device },
+    h("td", {}, found.device),
+    h("td", {}, found.name ?? t("common.none")),
+    h("td", {}, found.model ?? t("common.none")),
+    h("td", {}, found.format),
+    h("td", {}, formatTime(found.first_seen_ms)),
+    h("td", {}, formatTime(found.last_seen_ms)),
+    h("td", {}, select),
+    h("td", {},
+      h("button", { type: "button", "data-action": "approve", onclick: () => review("approve", { site: select.value }, "discovered.approved") }, t("discovered.approve")),
+      " ",
+      h("button", { type: "button", "data-action": "ignore", onclick: () => review("ignore", {}, "discovered.ignored") }, t("discovered.ignore"))));
+}
+
 function render() {
+  fill(document.getElementById("discovered-devices"), discovered.map(discoveredRow));
+  document.getElementById("discovered-table").hidden = discovered.length === 0;
+  document.getElementById("discovered-none").hidden = discovered.length > 0;
   fill(document.getElementById("site-list"), sites.map(siteForm));
   fill(document.getElementById("device-sites"), devices.map(deviceRow));
 }
@@ -86,6 +121,7 @@ function render() {
 async function load() {
   sites = await apiGet("/api/v1/sites");
   devices = await apiGet("/api/v1/devices");
+  discovered = await apiGet("/api/v1/discovered");
   render();
 }
 

@@ -64,10 +64,19 @@ async function load() {
   render();
 }
 
+// Devices whose updates arrive but that the list leaves out (discovered devices
+// not yet approved), with when the list was last fetched for them, in ms.
+const unlistedCheckedAt = new Map();
+const UNLISTED_RECHECK_MS = 60_000;
+
 function applyUpdate(update) {
   const device = devices.get(update.device);
   if (!device) {
-    // A new device: fetch the list again to get its full summary.
+    // A new device: fetch the list again to get its full summary. A device the
+    // list leaves out would refetch on every update, so it is rechecked once a minute.
+    const checkedAt = unlistedCheckedAt.get(update.device) ?? 0;
+    if (Date.now() - checkedAt < UNLISTED_RECHECK_MS) return;
+    unlistedCheckedAt.set(update.device, Date.now());
     load().catch(showFatal);
     return;
   }

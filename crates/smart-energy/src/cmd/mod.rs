@@ -2,6 +2,8 @@
 //! function returning `anyhow::Result<()>`.
 
 pub mod agent;
+mod commands;
+mod config;
 pub mod forecast;
 pub mod import;
 pub mod model;

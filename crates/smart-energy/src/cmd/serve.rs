@@ -26,6 +26,8 @@ use se_sim::{run_simulator, FleetConfig, SimulatorConfig};
 use se_store::{SqliteStore, Store};
 use se_web::{Health, LiveSender, LiveUpdate, WebState};
 
+use super::commands::MqttCommandPublisher;
+use super::config::ServerConfig;
 use super::{parse_duration, wait_for_signal, DEFAULT_DATA_DIR};
 
 const DEFAULT_MQTT_PORT: u16 = 1883;
@@ -37,6 +39,9 @@ const INGEST_QUEUE: usize = 20_000;
 
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
+    /// Configuration file with sites and topic-to-device mappings (see smart-energy.example.toml).
+    #[arg(long, env = "SMART_ENERGY_CONFIG")]
+    pub config: Option<PathBuf>,
     /// Directory of the embedded database; created if missing.
     #[arg(long, default_value = DEFAULT_DATA_DIR, env = "SMART_ENERGY_DATA_DIR")]
     pub data_dir: PathBuf,
@@ -73,6 +78,10 @@ pub struct ServeArgs {
     /// Interval of the simulated rigs in demo mode, such as 2s.
     #[arg(long, default_value = "2s", value_parser = parse_duration)]
     pub demo_interval: Duration,
+    /// Token accepted by the InfluxDB line protocol write routes (/api/v2/write
+    /// and /write); repeat for several. Without one, those routes answer 403.
+    #[arg(long = "write-token", value_name = "TOKEN", env = "SMART_ENERGY_WRITE_TOKENS", value_delimiter = ',', hide_env_values = true)]
+    pub write_tokens: Vec<String>,
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -89,15 +98,21 @@ enum Source {
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let prototype_device = DeviceId::parse(&args.prototype_device).map_err(|error| anyhow::anyhow!("--prototype-device: {error}"))?;
     let health = Arc::new(Health::new());
+    let config = match &args.config {
+        Some(path) => ServerConfig::load(path)?,
+        None => ServerConfig::default(),
+    };
 
     let store = SqliteStore::open(&args.data_dir)?;
     let store: Arc<dyn Store> = Arc::new(store);
+    config.apply(store.as_ref()).await?;
     health.set_store(true);
 
     let http_listener = bind_http(&args).await?;
     let http_addr = http_listener.local_addr().context("reading the HTTP listen address")?;
 
-    let core = IngestCore::new(DecoderSet::new(default_decoders(prototype_device)?));
+    let decoders = DecoderSet::new(default_decoders(prototype_device)?).with_mappings(config.mappings());
+    let core = IngestCore::new(decoders);
     let topic_filters = core.topic_filters();
     let source = match &args.mqtt_url {
         Some(url) => Source::External(ExternalSourceConfig::from_url(url, &args.mqtt_client_id.clone().unwrap_or_else(external_client_id), topic_filters.clone())?),
@@ -117,9 +132,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let writer = tokio::spawn(run_writer(core, store.clone(), messages, Some(live_observer(live.clone())), WriterConfig::default()));
     health.set_ingest(true);
 
+    let commands = match &source {
+        Source::Embedded(broker) => MqttCommandPublisher::embedded(broker.handle()),
+        Source::External(config) => MqttCommandPublisher::external(config, format!("{}-commands", config.client_id)),
+    };
     let (source_task, broker_task, mqtt_addr) = start_source(source, sink, &health, &shutdown).await?;
 
-    let web_state = WebState::new(store.clone(), live, health.clone());
+    let web_state = WebState::new(store.clone(), live, health.clone()).with_write_tokens(args.write_tokens.clone()).with_commands(commands);
     let web_shutdown = CancellationToken::new();
     let web_task = tokio::spawn(se_web::serve(http_listener, web_state, web_shutdown.clone()));
     println!("Smart Energy is running: dashboard at http://{http_addr}/");
@@ -157,6 +176,7 @@ fn default_decoders(prototype_device: DeviceId) -> anyhow::Result<Vec<Box<dyn De
         Box::new(PrototypeDecoder::new(prototype_device)),
         Box::new(TasmotaDecoder::new(TasmotaConfig::default())),
         Box::new(ShellyGen1Decoder::new(ShellyGen1Config::default())),
+        Box::new(se_decode::HomeAssistantDecoder::default()),
         Box::new(EmonhubDecoder::new(EmonhubConfig::default()).context("emonhub decoder settings")?),
         Box::new(ShellyGen2Decoder::new(ShellyGen2Config { prefixes: Vec::new() })),
         Box::new(EsphomeDecoder::new(EsphomeConfig::default()).context("ESPHome decoder settings")?),

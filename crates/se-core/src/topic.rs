@@ -9,7 +9,7 @@
 /// Maximum length in bytes of a topic name or filter: MQTT encodes it with a 16-bit length.
 const MAX_TOPIC_LEN: usize = 65_535;
 
-/// Prefix of MQTT 5 shared subscriptions, which this broker does not support.
+/// Prefix of MQTT 5 shared subscriptions, which the embedded broker does not support.
 const SHARED_PREFIX: &str = "$share/";
 
 /// Returns whether `topic` is a valid topic name for a PUBLISH: non-empty, no wildcard
@@ -70,7 +70,7 @@ pub fn filter_matches(filter: &str, topic: &str) -> bool {
 }
 
 /// Returns whether `filter` contains a wildcard level.
-pub(crate) fn has_wildcard(filter: &str) -> bool {
+pub fn has_wildcard(filter: &str) -> bool {
     filter.contains(['+', '#'])
 }
 

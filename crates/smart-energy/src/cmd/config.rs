@@ -1,0 +1,175 @@
+//! The optional configuration file of `serve` (`--config FILE`): sites, and
+//! which MQTT topics belong to which device of which site.
+//!
+//! Every problem in the file is reported at once, each with where it is, the
+//! value and the fix, before the server starts anything. The annotated
+//! example `smart-energy.example.toml` at the top of the repository is parsed
+//! by a test, so it stays valid.
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use anyhow::Context;
+use serde::Deserialize;
+
+use se_core::DeviceId;
+use se_decode::DeviceMapping;
+use se_store::{site_rules, Site, Store};
+
+/// Contents of the configuration file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    #[serde(default)]
+    pub sites: Vec<SiteConfig>,
+}
+
+/// One site and the devices whose topics it maps.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SiteConfig {
+    pub id: String,
+    pub name: String,
+    /// IANA time zone that sets the local day of the site's totals.
+    pub time_zone: String,
+    /// ISO 4217 code, such as EUR or TND.
+    pub currency: String,
+    /// Grid emission factor in g CO2 per kWh.
+    #[serde(default)]
+    pub co2_g_per_kwh: Option<f64>,
+    #[serde(default)]
+    pub devices: Vec<DeviceMapping>,
+}
+
+impl ServerConfig {
+    /// Reads and checks a configuration file.
+    pub fn load(path: &Path) -> anyhow::Result<ServerConfig> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read the configuration file {}", path.display()))?;
+        let config: ServerConfig = toml::from_str(&text).map_err(|error| anyhow::anyhow!("invalid configuration file {}: {error}", path.display()))?;
+        let problems = config.problems();
+        if !problems.is_empty() {
+            anyhow::bail!("invalid configuration file {}:\n  - {}", path.display(), problems.join("\n  - "));
+        }
+        Ok(config)
+    }
+
+    /// Lists every problem, each naming its place, the value and the fix.
+    fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        let mut site_ids = HashSet::new();
+        let mut topics = HashSet::new();
+        for (index, site) in self.sites.iter().enumerate() {
+            let place = format!("sites[{index}]");
+            if !site_rules::is_valid_site_id(&site.id) {
+                problems.push(format!("{place}.id {:?} is invalid: use 1 to 64 letters, digits, '-' or '_'", site.id));
+            }
+            if !site_ids.insert(site.id.as_str()) {
+                problems.push(format!("{place}.id {:?} is used by another site: give each site its own id", site.id));
+            }
+            if !site_rules::is_valid_site_name(&site.name) {
+                problems.push(format!("{place}.name is empty or longer than {} characters", site_rules::MAX_SITE_NAME_CHARS));
+            }
+            if !site_rules::is_valid_time_zone(&site.time_zone) {
+                problems.push(format!("{place}.time_zone {:?} is not an IANA time zone: use a name such as Europe/Paris", site.time_zone));
+            }
+            if !site_rules::is_valid_currency(&site.currency) {
+                problems.push(format!("{place}.currency {:?} is invalid: use an ISO 4217 code such as EUR or TND", site.currency));
+            }
+            if site.co2_g_per_kwh.is_some_and(|factor| !site_rules::is_valid_co2_factor(factor)) {
+                problems.push(format!("{place}.co2_g_per_kwh must be from 0 to {} g/kWh", site_rules::MAX_CO2_G_PER_KWH));
+            }
+            for (device_index, mapping) in site.devices.iter().enumerate() {
+                let device_place = format!("{place}.devices[{device_index}]");
+                if let Err(error) = mapping.validate() {
+                    problems.push(format!("{device_place}.topic: {error}"));
+                }
+                if !topics.insert(mapping.topic.as_str()) {
+                    problems.push(format!("{device_place}.topic {:?} is mapped twice: keep one rule per topic filter", mapping.topic));
+                }
+            }
+        }
+        problems
+    }
+
+    /// Topic-to-device rules of every site, in file order.
+    pub fn mappings(&self) -> Vec<DeviceMapping> {
+        self.sites.iter().flat_map(|site| site.devices.iter().cloned()).collect()
+    }
+
+    /// Creates or updates the sites and assigns their devices. A site's
+    /// tariff is kept, because it is edited in the web UI, not in the file.
+    pub async fn apply(&self, store: &dyn Store) -> anyhow::Result<()> {
+        for site in &self.sites {
+            let tariff_json = store.site(&site.id).await?.and_then(|existing| existing.tariff_json);
+            let record = Site {
+                id: site.id.clone(),
+                name: site.name.trim().to_owned(),
+                time_zone: site.time_zone.clone(),
+                currency: site.currency.clone(),
+                tariff_json,
+                co2_g_per_kwh: site.co2_g_per_kwh,
+            };
+            store.upsert_site(&record).await?;
+            let devices: HashSet<&DeviceId> = site.devices.iter().map(|mapping| &mapping.device).collect();
+            for device in devices {
+                store.assign_device(device, &site.id).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = include_str!("../../../../smart-energy.example.toml");
+
+    fn parse(text: &str) -> ServerConfig {
+        toml::from_str(text).expect("parse the configuration")
+    }
+
+    #[test]
+    fn example_file_is_valid() {
+        let config = parse(EXAMPLE);
+        assert_eq!(config.problems(), Vec::<String>::new());
+        assert!(!config.mappings().is_empty());
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let config = parse(
+            r#"
+            [[sites]]
+            id = "bad id"
+            name = ""
+            time_zone = "Mars/Olympus"
+            currency = "euro"
+            co2_g_per_kwh = 90000
+            devices = [{ topic = "tele/#/x", device = "plug" }, { topic = "a/b", device = "p1" }, { topic = "a/b", device = "p2" }]
+            "#,
+        );
+        let problems = config.problems();
+        assert_eq!(problems.len(), 7, "{problems:#?}");
+        assert!(problems[0].contains("sites[0].id \"bad id\""));
+        assert!(problems.iter().any(|p| p.contains("Mars/Olympus")));
+        assert!(problems.iter().any(|p| p.contains("\"euro\"")));
+        assert!(problems.iter().any(|p| p.contains("devices[0].topic")));
+        assert!(problems.iter().any(|p| p.contains("mapped twice")));
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let error = toml::from_str::<ServerConfig>("[[sites]]\nid = \"a\"\nname = \"A\"\ntime_zone = \"UTC\"\ncurrency = \"EUR\"\ntarif = 3\n").unwrap_err();
+        assert!(error.to_string().contains("tarif"), "{error}");
+    }
+
+    #[test]
+    fn invalid_device_id_is_rejected() {
+        let error = toml::from_str::<ServerConfig>(
+            "[[sites]]\nid = \"a\"\nname = \"A\"\ntime_zone = \"UTC\"\ncurrency = \"EUR\"\ndevices = [{ topic = \"x/#\", device = \"bad id\" }]\n",
+        )
+        .unwrap_err();
+        assert!(error.to_string().contains("bad id"), "{error}");
+    }
+}
