@@ -90,6 +90,21 @@ mod tests {
     }
 
     #[test]
+    fn announcement_takes_mapped_device() {
+        let rules = vec![DeviceMapping::new("tasmota/discovery/5E2A1C/config", device("salon-plug")).unwrap()];
+        let announcement = se_core::Announcement {
+            device: device("tasmota_5E2A1C"),
+            format: "tasmota".to_owned(),
+            name: None,
+            model: None,
+            payload: "{}".to_owned(),
+        };
+        let mut decoded = Decoded { announcement: Some(announcement), ..Decoded::default() };
+        apply_mappings(&rules, "tasmota/discovery/5E2A1C/config", &mut decoded);
+        assert_eq!(decoded.announcement.map(|a| a.device), Some(device("salon-plug")));
+    }
+
+    #[test]
     fn other_topics_are_untouched() {
         let rules = vec![DeviceMapping::new("tele/plug-1/+", device("kitchen")).unwrap()];
         let mut decoded = Decoded { device: Some(device("plug-2")), ..Decoded::default() };

@@ -578,3 +578,50 @@ async fn discovered_device_approved_from_sites_page() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tariff_editor_prices_today_card() {
+    with_browser(Some(ADMIN_PASSWORD), async |browser, harness, _| {
+        // 1 kWh inside today (UTC, the default site's zone): a constant power
+        // over a span that ends before now, followed by 0 W.
+        let now = now_ms();
+        let midnight = now - now.rem_euclid(86_400_000);
+        let span_ms = (now - midnight).min(7_200_000) / 2;
+        let start = midnight + span_ms / 2;
+        let watts = 1000.0 * 3_600_000.0 / span_ms as f64;
+        let meter = DeviceId::parse("meter-tariff").unwrap();
+        let readings = vec![
+            Reading::new(meter.clone(), "main", Metric::Power, start, watts),
+            Reading::new(meter.clone(), "main", Metric::Power, start + span_ms, 0.0),
+        ];
+        harness.store.write_readings(&readings).await.unwrap();
+
+        log_in(browser, &harness.base, "admin", ADMIN_PASSWORD).await;
+        wait_for_element(browser, "#device-table").await;
+        browser.goto(&format!("{}/admin/sites", harness.base)).await.unwrap();
+        let card = r#"div[data-site="default"]"#;
+        let textarea = wait_for_element(browser, &format!("{card} textarea[name=tariff]")).await;
+        let save = format!(r#"{card} button[data-action="save-tariff"]"#);
+
+        // A tariff without a price is refused with the server's explanation.
+        textarea.send_keys(r#"{"currency":"EUR","energy":{"type":"flat"}}"#).await.unwrap();
+        browser.find(Locator::Css(&save)).await.unwrap().click().await.unwrap();
+        let refused = wait_for_text(browser, &format!(r#"{card} p[data-field="message"].alert"#), |text| !text.is_empty()).await;
+        assert!(refused.starts_with("The tariff is invalid"), "{refused}");
+
+        textarea.clear().await.unwrap();
+        textarea.send_keys(r#"{"currency":"EUR","energy":{"type":"flat","price_per_kwh":"0.25"}}"#).await.unwrap();
+        browser.find(Locator::Css(&save)).await.unwrap().click().await.unwrap();
+        let saved = wait_for_text(browser, &format!(r#"{card} p[data-field="message"].notice"#), |text| !text.is_empty()).await;
+        assert!(saved.starts_with("Tariff saved"), "{saved}");
+
+        browser.goto(&format!("{}/", harness.base)).await.unwrap();
+        let kwh = wait_for_text(browser, r#".site-card[data-site="default"] [data-field="kwh"]"#, |text| !text.is_empty()).await;
+        // The meter is silent since its last sample, so the rest of the day is unknown.
+        assert_eq!(kwh, "at least 1 kWh");
+        let cost = wait_for_text(browser, r#".site-card[data-site="default"] [data-field="cost"]"#, |text| text.contains("EUR")).await;
+        assert_eq!(cost, "Cost: 0.25 EUR");
+        screenshot(browser, "/tmp/se-tariff.png").await;
+    })
+    .await;
+}
