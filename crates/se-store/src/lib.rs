@@ -6,14 +6,17 @@
 
 mod error;
 mod sqlite;
+mod tsdb;
 mod types;
 
 pub use error::StoreError;
-pub use sqlite::SqliteStore;
+pub use sqlite::{SqliteStore, StoreOptions};
+pub use tsdb::{Slot, Tier};
 pub use types::*;
 
 use async_trait::async_trait;
 use se_core::{DeviceId, Reading, Rejection, TimestampMs};
+
 
 /// Everything the rest of the system may ask of storage.
 ///
@@ -57,9 +60,42 @@ pub trait Store: Send + Sync + 'static {
     /// Returns one device with its latest values, or `None` if it was never seen.
     async fn device(&self, device: &DeviceId) -> Result<Option<DeviceSummary>, StoreError>;
 
-    /// Returns the points of one series between two instants, downsampled to at
-    /// most `max_points` buckets (each with min, max, mean and count).
+    /// Returns the points of one series over `[from_ms, to_ms)`, downsampled
+    /// to at most `max_points` buckets (each with min, max, mean and count).
+    /// The engine answers from the coarsest rollup tier that still fills the
+    /// buckets; such buckets are aligned to multiples of their width since
+    /// the epoch, so the first may start before `from_ms`. Raw buckets start
+    /// at `from_ms`. `max_points` 0 returns raw readings.
     async fn query_series(&self, query: &SeriesQuery) -> Result<Vec<SeriesPoint>, StoreError>;
+
+    /// Returns the per-bucket sum of the means of several series, such as the
+    /// power of a site, with the same bucket rules as [`Store::query_series`].
+    async fn query_sum(&self, query: &SumQuery) -> Result<Vec<SumPoint>, StoreError>;
+
+    /// Ranks series by their mean, maximum or energy over a period and
+    /// returns the highest `n`. Series without data in the period are left out.
+    async fn top_series(&self, query: &TopQuery) -> Result<Vec<TopEntry>, StoreError>;
+
+    /// Returns the energy of a power series (metric `power_w`) over
+    /// `[from_ms, to_ms)` by sample-and-hold.
+    async fn series_energy(&self, series: &SeriesKey, from_ms: TimestampMs, to_ms: TimestampMs) -> Result<EnergyTotal, StoreError>;
+
+    /// Returns percentiles (each `q` in `[0, 1]`) of a series over `[from_ms, to_ms)`.
+    async fn series_percentiles(&self, series: &SeriesKey, from_ms: TimestampMs, to_ms: TimestampMs, quantiles: &[f64]) -> Result<PercentileReport, StoreError>;
+
+    /// Moves readings from the write-ahead head into compressed blocks and
+    /// brings the rollups they touch up to date. A background task calls it
+    /// periodically; queries are correct whether or not it has run.
+    async fn compact(&self, now_ms: TimestampMs) -> Result<CompactOutcome, StoreError>;
+
+    /// Deletes blocks and rollup pages older than their retention.
+    async fn enforce_retention(&self, now_ms: TimestampMs) -> Result<RetentionOutcome, StoreError>;
+
+    /// Returns the size of each storage tier.
+    async fn storage_stats(&self) -> Result<StorageStats, StoreError>;
+
+    /// Returns the retention of each resolution, which the query planner also follows.
+    fn retention(&self) -> Retention;
 
     /// Returns raw readings of a device in time order, for export and tests.
     async fn raw_readings(&self, query: &RawQuery) -> Result<Vec<Reading>, StoreError>;

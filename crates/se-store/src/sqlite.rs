@@ -85,10 +85,12 @@
 //! a committed snapshot and neither block nor wait for the writer. All
 //! SQLite calls run on tokio's blocking thread pool.
 
+mod compact;
 mod convert;
 mod pool;
 mod read;
 mod schema;
+mod series_read;
 mod write;
 
 use std::path::{Path, PathBuf};
@@ -97,12 +99,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use rusqlite::{Connection, OpenFlags};
-use se_core::{DeviceId, Reading, Rejection, TimestampMs};
+use se_core::{now_ms, DeviceId, Reading, Rejection, TimestampMs};
 use tracing::{info, warn};
 
 use self::pool::ReaderPool;
 use self::write::Writer;
-use crate::{CommandRecord, CommandStatus, DiscoveredDevice, DiscoveryStatus, IngestBatch, 
+use crate::{CompactOutcome, EnergyTotal, PercentileReport, RetentionOutcome, Retention, SeriesKey, StorageStats, SumPoint, SumQuery, TopEntry, TopQuery, CommandRecord, CommandStatus, DiscoveredDevice, DiscoveryStatus, IngestBatch, 
     DeviceCounters, DeviceSummary, IngestErrorQuery, IngestErrorReport, NewUser, RawQuery,
     SeriesPoint, SeriesQuery, Site, Store, StoreError, StoreStats, User, WriteOutcome,
 };
@@ -124,8 +126,15 @@ pub struct SqliteStore {
     inner: Arc<Inner>,
 }
 
+/// Settings of the embedded engine.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreOptions {
+    pub retention: Retention,
+}
+
 struct Inner {
     path: PathBuf,
+    options: StoreOptions,
     writer: Mutex<Writer>,
     readers: ReaderPool,
 }
@@ -146,6 +155,11 @@ impl SqliteStore {
     /// Blocks while it opens the file, so call it before serving requests or
     /// from `spawn_blocking`.
     pub fn open(data_dir: &Path) -> Result<SqliteStore, StoreError> {
+        Self::open_with(data_dir, StoreOptions::default())
+    }
+
+    /// Opens the store like [`SqliteStore::open`], with explicit settings.
+    pub fn open_with(data_dir: &Path, options: StoreOptions) -> Result<SqliteStore, StoreError> {
         let path = data_dir.join(Self::FILE_NAME);
         let path_text = path.display().to_string();
         let open_error = |source| StoreError::Open {
@@ -179,6 +193,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             inner: Arc::new(Inner {
                 path,
+                options,
                 writer: Mutex::new(Writer::new(conn)),
                 readers: ReaderPool::new(readers),
             }),
@@ -238,6 +253,14 @@ impl Inner {
             }
         }
     }
+}
+
+/// Runs `work` in a read transaction, so every statement in it sees the same snapshot.
+fn in_snapshot<T>(conn: &mut Connection, operation: &'static str, work: impl FnOnce(&Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
+    let tx = conn.transaction().map_err(convert::db(operation))?;
+    let value = work(&tx)?;
+    tx.finish().map_err(convert::db(operation))?;
+    Ok(value)
 }
 
 fn configure_writer(conn: &Connection, path: &str) -> Result<(), StoreError> {
@@ -363,7 +386,8 @@ impl Store for SqliteStore {
     /// are left out.
     async fn query_series(&self, query: &SeriesQuery) -> Result<Vec<SeriesPoint>, StoreError> {
         let query = query.clone();
-        self.read("query_series", move |conn| read::query_series(conn, &query))
+        let retention = self.inner.options.retention;
+        self.read("query_series", move |conn| in_snapshot(conn, "query_series", |conn| series_read::query_series(conn, &query, now_ms(), &retention)))
             .await
     }
 
@@ -371,7 +395,7 @@ impl Store for SqliteStore {
     /// key. A `limit` of 0 returns every matching reading.
     async fn raw_readings(&self, query: &RawQuery) -> Result<Vec<Reading>, StoreError> {
         let query = query.clone();
-        self.read("raw_readings", move |conn| read::raw_readings(conn, &query))
+        self.read("raw_readings", move |conn| in_snapshot(conn, "raw_readings", |conn| series_read::raw_readings(conn, &query)))
             .await
     }
 
@@ -385,6 +409,70 @@ impl Store for SqliteStore {
             read::ingest_errors(conn, &query)
         })
         .await
+    }
+
+    async fn query_sum(&self, query: &SumQuery) -> Result<Vec<SumPoint>, StoreError> {
+        let query = query.clone();
+        let retention = self.inner.options.retention;
+        self.read("query_sum", move |conn| in_snapshot(conn, "query_sum", |conn| series_read::query_sum(conn, &query, now_ms(), &retention))).await
+    }
+
+    async fn top_series(&self, query: &TopQuery) -> Result<Vec<TopEntry>, StoreError> {
+        let query = query.clone();
+        let retention = self.inner.options.retention;
+        self.read("top_series", move |conn| in_snapshot(conn, "top_series", |conn| series_read::top_series(conn, &query, now_ms(), &retention))).await
+    }
+
+    async fn series_energy(&self, series: &SeriesKey, from_ms: TimestampMs, to_ms: TimestampMs) -> Result<EnergyTotal, StoreError> {
+        let series = series.clone();
+        let retention = self.inner.options.retention;
+        self.read("series_energy", move |conn| in_snapshot(conn, "series_energy", |conn| series_read::series_energy(conn, &series, from_ms, to_ms, now_ms(), &retention))).await
+    }
+
+    async fn series_percentiles(&self, series: &SeriesKey, from_ms: TimestampMs, to_ms: TimestampMs, quantiles: &[f64]) -> Result<PercentileReport, StoreError> {
+        let (series, quantiles) = (series.clone(), quantiles.to_vec());
+        let retention = self.inner.options.retention;
+        self.read("series_percentiles", move |conn| {
+            in_snapshot(conn, "series_percentiles", |conn| series_read::percentiles(conn, &series, from_ms, to_ms, &quantiles, now_ms(), &retention))
+        })
+        .await
+    }
+
+    async fn compact(&self, now_ms: TimestampMs) -> Result<CompactOutcome, StoreError> {
+        // One transaction per group of series, each taking the writer lock
+        // anew, so ingestion interleaves with a long compaction.
+        let series = self.write("compact", |writer| writer.head_series()).await?;
+        let mut outcome = CompactOutcome::default();
+        for group in series.chunks(compact::SERIES_PER_TRANSACTION) {
+            let group = group.to_vec();
+            let part = self.write("compact", move |writer| writer.compact_series(&group)).await?;
+            outcome.series += part.series;
+            outcome.readings += part.readings;
+            outcome.duplicates += part.duplicates;
+            outcome.blocks_written += part.blocks_written;
+            outcome.pages_written += part.pages_written;
+        }
+        let _ = now_ms;
+        Ok(outcome)
+    }
+
+    async fn enforce_retention(&self, now_ms: TimestampMs) -> Result<RetentionOutcome, StoreError> {
+        let retention = self.inner.options.retention;
+        self.write("enforce_retention", move |writer| writer.enforce_retention(now_ms, &retention)).await
+    }
+
+    async fn storage_stats(&self) -> Result<StorageStats, StoreError> {
+        let path = self.inner.path.clone();
+        self.read("storage_stats", move |conn| {
+            let wal = PathBuf::from(format!("{}-wal", path.display()));
+            let file_bytes = [path.as_path(), wal.as_path()].iter().filter_map(|file| std::fs::metadata(file).ok()).map(|meta| meta.len()).sum();
+            in_snapshot(conn, "storage_stats", |conn| series_read::storage_stats(conn, file_bytes))
+        })
+        .await
+    }
+
+    fn retention(&self) -> Retention {
+        self.inner.options.retention
     }
 
     async fn stats(&self) -> Result<StoreStats, StoreError> {

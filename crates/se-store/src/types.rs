@@ -329,3 +329,186 @@ pub mod site_rules {
         factor.is_finite() && (0.0..=MAX_CO2_G_PER_KWH).contains(&factor)
     }
 }
+
+/// The resolution a series query reads: raw readings or one rollup tier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Resolution {
+    Raw,
+    Tier(crate::tsdb::Tier),
+}
+
+impl Resolution {
+    /// Name used in statistics, configuration and logs: `raw`, `1m`, `1h` or `1d`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Resolution::Raw => "raw",
+            Resolution::Tier(tier) => tier.name(),
+        }
+    }
+}
+
+/// How long each resolution is kept, counted back from the current time.
+/// `None` keeps it forever.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    pub raw_ms: Option<i64>,
+    pub minute_ms: Option<i64>,
+    pub hour_ms: Option<i64>,
+    pub day_ms: Option<i64>,
+}
+
+impl Retention {
+    const DAY_MS: i64 = 86_400_000;
+
+    /// Keeps everything: the engine never deletes on its own.
+    pub const FOREVER: Retention = Retention { raw_ms: None, minute_ms: None, hour_ms: None, day_ms: None };
+
+    /// Raw readings for 30 days, minute rollups for 366 days, hours and days forever.
+    pub const DEFAULT: Retention = Retention {
+        raw_ms: Some(30 * Self::DAY_MS),
+        minute_ms: Some(366 * Self::DAY_MS),
+        hour_ms: None,
+        day_ms: None,
+    };
+
+    pub fn keep_ms(&self, resolution: Resolution) -> Option<i64> {
+        match resolution {
+            Resolution::Raw => self.raw_ms,
+            Resolution::Tier(crate::tsdb::Tier::Minute) => self.minute_ms,
+            Resolution::Tier(crate::tsdb::Tier::Hour) => self.hour_ms,
+            Resolution::Tier(crate::tsdb::Tier::Day) => self.day_ms,
+        }
+    }
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+/// What one compaction pass did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct CompactOutcome {
+    /// Series whose new readings moved into blocks.
+    pub series: u64,
+    /// Readings moved from the write-ahead head table into blocks.
+    pub readings: u64,
+    /// Readings dropped because a block already held their series and instant.
+    pub duplicates: u64,
+    pub blocks_written: u64,
+    pub pages_written: u64,
+}
+
+/// What one retention pass deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct RetentionOutcome {
+    pub blocks_deleted: u64,
+    pub readings_deleted: u64,
+    pub pages_deleted: u64,
+}
+
+/// Size of one storage tier.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TierStats {
+    /// `head` (new readings not yet compressed), `raw` (compressed blocks),
+    /// `1m`, `1h` or `1d`.
+    pub tier: String,
+    pub series: u64,
+    /// Rows of the tier's table: readings for `head`, blocks for `raw`, pages for rollups.
+    pub rows: u64,
+    /// Readings stored in the tier (for rollups: readings summarized).
+    pub readings: u64,
+    /// Bytes on disk of the tier's table and indexes, from SQLite's page statistics.
+    pub bytes: u64,
+}
+
+impl TierStats {
+    pub fn bytes_per_reading(&self) -> Option<f64> {
+        (self.readings > 0).then(|| self.bytes as f64 / self.readings as f64)
+    }
+}
+
+/// Sizes of every tier, and of the whole database file.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StorageStats {
+    pub tiers: Vec<TierStats>,
+    /// Size of the database file and its write-ahead log.
+    pub file_bytes: u64,
+}
+
+/// One series, named by its device, channel and metric.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct SeriesKey {
+    pub device: DeviceId,
+    pub channel: ChannelName,
+    pub metric: Metric,
+}
+
+/// The per-bucket sum of the means of several series, such as the power of a site.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SumQuery {
+    pub series: Vec<SeriesKey>,
+    pub from_ms: TimestampMs,
+    pub to_ms: TimestampMs,
+    /// Maximum number of buckets; must be at least 1.
+    pub max_points: u32,
+}
+
+/// One bucket of a [`SumQuery`].
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct SumPoint {
+    pub ts_ms: TimestampMs,
+    /// Sum over the series of their mean in the bucket.
+    pub sum: f64,
+    /// Number of series with at least one reading in the bucket.
+    pub series: u32,
+}
+
+/// Ranking used by [`TopQuery`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TopBy {
+    Mean,
+    Max,
+    EnergyWh,
+}
+
+/// The `n` series with the highest mean, maximum or energy over a period.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TopQuery {
+    pub series: Vec<SeriesKey>,
+    pub from_ms: TimestampMs,
+    pub to_ms: TimestampMs,
+    pub by: TopBy,
+    pub n: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TopEntry {
+    pub series: SeriesKey,
+    pub value: f64,
+}
+
+/// Energy of one power series over `[from_ms, to_ms)`, by sample-and-hold.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct EnergyTotal {
+    pub energy_wh: f64,
+    /// Milliseconds of the period with a known power value.
+    pub covered_ms: i64,
+    /// Whether the edges of the period were computed from raw readings; when
+    /// raw readings are past retention, the edges use minute rollups.
+    pub exact: bool,
+}
+
+/// Percentiles of one series over a period.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PercentileReport {
+    /// `(q, value)` for each requested `q` in `[0, 1]`.
+    pub values: Vec<(f64, f64)>,
+    /// Number of values the percentiles were taken over.
+    pub count: u64,
+    /// `true` when computed over raw readings; `false` when raw readings are
+    /// past retention and minute means were used instead.
+    pub exact: bool,
+}

@@ -5,7 +5,7 @@ use std::process::Command;
 use std::sync::Arc;
 
 use se_core::{now_ms, ChannelName, CommandAck, DeviceId, Metric, Reading, RejectReason, Rejection};
-use se_store::{
+use se_store::{Retention, StoreOptions, 
     CommandRecord, CommandStatus, DeviceCounters, IngestBatch, IngestErrorQuery, NewUser, RawQuery, Role, SeriesPoint, SeriesQuery, Site,
     SqliteStore, Store, StoreError, WriteOutcome, DEFAULT_SITE_ID,
 };
@@ -19,9 +19,11 @@ fn reading(dev: &str, channel: &str, metric: Metric, ts_ms: i64, value: f64) -> 
     Reading::new(device(dev), channel, metric, ts_ms, value)
 }
 
+/// Opens a store that keeps every resolution forever: these tests write
+/// readings near 1970, which the default retention would answer from rollups.
 fn open_temp() -> (TempDir, SqliteStore) {
     let dir = tempfile::tempdir().expect("temporary directory");
-    let store = SqliteStore::open(dir.path()).expect("store opens in an empty directory");
+    let store = SqliteStore::open_with(dir.path(), StoreOptions { retention: Retention::FOREVER }).expect("store opens in an empty directory");
     (dir, store)
 }
 

@@ -224,3 +224,38 @@ where
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// Acknowledgements seen by [`poll_until_closed`].
+#[derive(Debug, Default)]
+pub struct PublishTally {
+    /// PUBLISH packets sent, QoS 1 ones counted from 1 in sending order.
+    pub sent: u64,
+    /// Sending positions (from 1) whose PUBACK arrived.
+    pub acked: std::collections::HashSet<u64>,
+}
+
+/// Polls `eventloop` until the connection fails or stays idle for 5 s, and
+/// records which QoS 1 publishes were acknowledged. rumqttc sends publishes
+/// in the order they were queued, so a client that queues sequence numbers
+/// 1, 2, 3, ... gets back exactly the sequence numbers the broker acknowledged.
+pub async fn poll_until_closed(eventloop: &mut EventLoop) -> PublishTally {
+    use rumqttc::Outgoing;
+
+    let mut tally = PublishTally::default();
+    let mut in_flight = std::collections::HashMap::new();
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), eventloop.poll()).await {
+            Ok(Ok(Event::Outgoing(Outgoing::Publish(pkid)))) => {
+                tally.sent += 1;
+                in_flight.insert(pkid, tally.sent);
+            }
+            Ok(Ok(Event::Incoming(Packet::PubAck(ack)))) => {
+                if let Some(position) = in_flight.remove(&ack.pkid) {
+                    tally.acked.insert(position);
+                }
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(_)) | Err(_) => return tally,
+        }
+    }
+}

@@ -29,6 +29,9 @@ enum Command {
     /// Fit regression models to tables.
     #[command(subcommand)]
     Model(cmd::model::ModelCommand),
+    /// Inspect and maintain the embedded store.
+    #[command(subcommand)]
+    Store(cmd::store::StoreCommand),
     /// Run the edge agent on a mining rig: measure GPUs, buffer while offline, carry out commands.
     Agent(cmd::agent::AgentArgs),
 }
@@ -44,6 +47,7 @@ fn main() -> ExitCode {
         Command::Forecast(command) => cmd::forecast::run(command),
         Command::Model(command) => cmd::model::run(command),
         Command::Agent(args) => cmd::agent::run(args),
+        Command::Store(command) => cmd::store::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

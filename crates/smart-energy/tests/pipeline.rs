@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::time::Duration;
 
-use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS};
+use rumqttc::{AsyncClient, MqttOptions, QoS};
 use serde_json::Value;
 
 use se_testkit::{eventually, mqtt_client, port_open, require_service, ServeOptions, ServeProcess};
@@ -317,28 +317,9 @@ async fn publish_until_stopped(port: u16, stop: tokio::sync::watch::Receiver<boo
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
     });
-    // rumqttc sends publishes in the order they were queued, so the n-th
-    // outgoing PUBLISH carries sequence number n.
-    let mut next_seq = 0u64;
-    let mut in_flight: HashMap<u16, u64> = HashMap::new();
-    let mut acked = HashSet::new();
-    loop {
-        match tokio::time::timeout(Duration::from_secs(5), eventloop.poll()).await {
-            Ok(Ok(Event::Outgoing(Outgoing::Publish(pkid)))) => {
-                next_seq += 1;
-                in_flight.insert(pkid, next_seq);
-            }
-            Ok(Ok(Event::Incoming(Packet::PubAck(ack)))) => {
-                if let Some(seq) = in_flight.remove(&ack.pkid) {
-                    acked.insert(seq);
-                }
-            }
-            Ok(Ok(_)) => {}
-            Ok(Err(_)) | Err(_) => break,
-        }
-    }
+    let tally = se_testkit::poll_until_closed(&mut eventloop).await;
     publisher.abort();
-    acked
+    tally.acked
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

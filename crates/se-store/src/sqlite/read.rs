@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use rusqlite::{params, Connection, OptionalExtension};
-use se_core::{DeviceId, Reading, TimestampMs};
+use se_core::{DeviceId, TimestampMs};
 
 use super::convert::{
     channel_from_sql, count_from_sql, db, device_from_sql, metric_from_sql, reason_from_sql,
@@ -11,7 +11,7 @@ use super::convert::{
 };
 use crate::{
     CommandRecord, CommandStatus, DeviceCounters, DeviceSummary, DiscoveredDevice, DiscoveryStatus, IngestErrorCount, IngestErrorQuery, IngestErrorRecord,
-    IngestErrorReport, LatestValue, RawQuery, SeriesPoint, SeriesQuery, Site, StoreError,
+    IngestErrorReport, LatestValue, Site, StoreError,
     StoreStats, User, DEFAULT_SITE_ID,
 };
 
@@ -19,11 +19,6 @@ use crate::{
 pub(crate) const DEFAULT_INGEST_ERROR_LIMIT: u32 = 100;
 /// Largest number of rows `ingest_errors` returns, whatever limit the query requests.
 pub(crate) const MAX_INGEST_ERROR_LIMIT: u32 = 1000;
-
-/// Query bounds are clamped to half the `i64` range, so `ts_ms - from_ms`
-/// cannot overflow in SQL. That is still ±146 million years around 1970.
-const MIN_QUERY_TS: TimestampMs = i64::MIN / 2;
-const MAX_QUERY_TS: TimestampMs = i64::MAX / 2;
 
 /// Lists devices with their latest values and error counts, all read in one
 /// transaction so the three parts agree. `only` restricts it to one device.
@@ -133,137 +128,6 @@ impl DeviceRow {
             restarts: row.get(7)?,
         })
     }
-}
-
-/// Aggregates one series into buckets of `ceil((to - from) / max_points)`
-/// milliseconds over `[from_ms, to_ms)`, or returns raw points when
-/// `max_points` is 0.
-pub(super) fn query_series(
-    conn: &Connection,
-    query: &SeriesQuery,
-) -> Result<Vec<SeriesPoint>, StoreError> {
-    const OP: &str = "query_series";
-    let from_ms = query.from_ms.clamp(MIN_QUERY_TS, MAX_QUERY_TS);
-    let to_ms = query.to_ms.clamp(MIN_QUERY_TS, MAX_QUERY_TS);
-    if to_ms <= from_ms {
-        return Ok(Vec::new());
-    }
-
-    let key = params![
-        query.device.as_str(),
-        query.channel.as_str(),
-        query.metric.key()
-    ];
-    let series_id: Option<i64> = conn
-        .prepare_cached(SELECT_SERIES_ID)
-        .and_then(|mut select| select.query_row(key, |row| row.get(0)).optional())
-        .map_err(db(OP))?;
-    let Some(series_id) = series_id else {
-        return Ok(Vec::new());
-    };
-
-    if query.max_points == 0 {
-        let mut select = conn.prepare_cached(SELECT_RAW_POINTS).map_err(db(OP))?;
-        let rows = select
-            .query_map(params![series_id, from_ms, to_ms], |row| {
-                let value: f64 = row.get(1)?;
-                Ok(SeriesPoint {
-                    ts_ms: row.get(0)?,
-                    min: value,
-                    max: value,
-                    mean: value,
-                    count: 1,
-                })
-            })
-            .map_err(db(OP))?;
-        return rows.collect::<Result<_, _>>().map_err(db(OP));
-    }
-
-    // The span fits in i64 because of the clamping above. The ceiling is
-    // computed without `span + max_points - 1`, which could overflow.
-    let span = to_ms - from_ms;
-    let max_points = i64::from(query.max_points);
-    let bucket_ms = span / max_points + i64::from(span % max_points != 0);
-
-    let mut select = conn.prepare_cached(SELECT_BUCKETS).map_err(db(OP))?;
-    let rows = select
-        .query_map(params![series_id, from_ms, to_ms, bucket_ms], |row| {
-            Ok((
-                row.get::<_, i64>(0)?,
-                row.get(1)?,
-                row.get(2)?,
-                row.get(3)?,
-                row.get::<_, i64>(4)?,
-            ))
-        })
-        .map_err(db(OP))?;
-    let mut points = Vec::new();
-    for row in rows {
-        let (bucket, min, max, mean, count) = row.map_err(db(OP))?;
-        points.push(SeriesPoint {
-            ts_ms: from_ms + bucket * bucket_ms,
-            min,
-            max,
-            mean,
-            count: count_from_sql(OP, "count(*)", count)?,
-        });
-    }
-    Ok(points)
-}
-
-/// Reads raw readings over `[from_ms, to_ms)` ordered by timestamp, channel
-/// and metric key. A limit of 0 returns every matching reading.
-pub(super) fn raw_readings(
-    conn: &Connection,
-    query: &RawQuery,
-) -> Result<Vec<Reading>, StoreError> {
-    const OP: &str = "raw_readings";
-    let from_ms = query.from_ms.clamp(MIN_QUERY_TS, MAX_QUERY_TS);
-    let to_ms = query.to_ms.clamp(MIN_QUERY_TS, MAX_QUERY_TS);
-    if to_ms <= from_ms {
-        return Ok(Vec::new());
-    }
-    // SQLite reads a negative LIMIT as no limit.
-    let limit = if query.limit == 0 {
-        -1
-    } else {
-        i64::from(query.limit)
-    };
-
-    let mut select = conn.prepare_cached(SELECT_RAW_READINGS).map_err(db(OP))?;
-    let rows = select
-        .query_map(
-            params![
-                query.device.as_str(),
-                query.channel.as_ref().map(|channel| channel.as_str()),
-                query.metric.map(|metric| metric.key()),
-                from_ms,
-                to_ms,
-                limit
-            ],
-            |row| {
-                Ok((
-                    row.get::<_, String>(0)?,
-                    row.get::<_, String>(1)?,
-                    row.get::<_, i64>(2)?,
-                    row.get::<_, f64>(3)?,
-                ))
-            },
-        )
-        .map_err(db(OP))?;
-
-    let mut readings = Vec::new();
-    for row in rows {
-        let (channel, metric, ts_ms, value) = row.map_err(db(OP))?;
-        readings.push(Reading {
-            device: query.device.clone(),
-            channel: channel_from_sql(OP, &channel)?,
-            metric: metric_from_sql(OP, &metric)?,
-            ts_ms,
-            value,
-        });
-    }
-    Ok(readings)
 }
 
 /// Reads error counters and the newest rejected values. Rows are newest
@@ -517,30 +381,6 @@ const SELECT_ERROR_TOTALS: &str = "
     SELECT device_id, sum(count) FROM ingest_error_counts
     WHERE device_id <> '' AND (?1 IS NULL OR device_id = ?1)
     GROUP BY device_id";
-
-const SELECT_SERIES_ID: &str =
-    "SELECT id FROM series WHERE device_id = ?1 AND channel = ?2 AND metric = ?3";
-
-const SELECT_RAW_POINTS: &str = "
-    SELECT ts_ms, value FROM readings
-    WHERE series_id = ?1 AND ts_ms >= ?2 AND ts_ms < ?3
-    ORDER BY ts_ms";
-
-const SELECT_BUCKETS: &str = "
-    SELECT (ts_ms - ?2) / ?4 AS bucket, min(value), max(value), avg(value), count(*)
-    FROM readings
-    WHERE series_id = ?1 AND ts_ms >= ?2 AND ts_ms < ?3
-    GROUP BY bucket ORDER BY bucket";
-
-const SELECT_RAW_READINGS: &str = "
-    SELECT s.channel, s.metric, r.ts_ms, r.value
-    FROM series s JOIN readings r ON r.series_id = s.id
-    WHERE s.device_id = ?1
-      AND (?2 IS NULL OR s.channel = ?2)
-      AND (?3 IS NULL OR s.metric = ?3)
-      AND r.ts_ms >= ?4 AND r.ts_ms < ?5
-    ORDER BY r.ts_ms, s.channel, s.metric
-    LIMIT ?6";
 
 const SELECT_ERROR_COUNTS: &str = "
     SELECT device_id, reason, count, last_at_ms FROM ingest_error_counts

@@ -137,6 +137,34 @@ const MIGRATIONS: &[&str] = &[
         status        TEXT NOT NULL
     ) WITHOUT ROWID;
     "#,
+    // Version 5: compressed blocks of raw readings and rollup pages. The
+    // `readings` table becomes the head: readings land there in the ingest
+    // transaction, and compaction moves them into `blocks`. Both tables keep
+    // a rowid because their rows carry blobs of several kilobytes.
+    r#"
+    CREATE TABLE blocks (
+        id        INTEGER PRIMARY KEY,
+        series_id INTEGER NOT NULL,
+        start_ms  INTEGER NOT NULL,
+        end_ms    INTEGER NOT NULL,
+        count     INTEGER NOT NULL,
+        data      BLOB NOT NULL
+    );
+
+    CREATE UNIQUE INDEX blocks_by_series ON blocks (series_id, start_ms);
+
+    CREATE TABLE rollup_pages (
+        id        INTEGER PRIMARY KEY,
+        series_id INTEGER NOT NULL,
+        tier      INTEGER NOT NULL,
+        page_ms   INTEGER NOT NULL,
+        slots     INTEGER NOT NULL,
+        readings  INTEGER NOT NULL,
+        data      BLOB NOT NULL
+    );
+
+    CREATE UNIQUE INDEX rollup_pages_by_series ON rollup_pages (series_id, tier, page_ms);
+    "#,
 ];
 
 /// Highest schema version this binary can read and write.

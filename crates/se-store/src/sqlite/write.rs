@@ -8,7 +8,7 @@ use tracing::warn;
 
 use super::convert::{count_to_sql, db, is_unique_violation, seq_to_sql};
 use super::read::user_by_id;
-use crate::{CommandRecord, CommandStatus, DeviceCounters, DiscoveryStatus, IngestBatch, NewUser, Site, StoreError, User, WriteOutcome, DEFAULT_SITE_ID};
+use crate::{CompactOutcome, Retention, RetentionOutcome, CommandRecord, CommandStatus, DeviceCounters, DiscoveryStatus, IngestBatch, NewUser, Site, StoreError, User, WriteOutcome, DEFAULT_SITE_ID};
 
 /// Rows kept in `ingest_errors`; older rows are deleted as new ones arrive.
 pub(crate) const MAX_INGEST_ERRORS: i64 = 10_000;
@@ -130,6 +130,26 @@ impl Writer {
         let value = work(&tx, series)?;
         tx.commit().map_err(db(operation))?;
         Ok(value)
+    }
+
+    /// Lists the series that have readings in the head table.
+    pub(super) fn head_series(&mut self) -> Result<Vec<i64>, StoreError> {
+        self.in_transaction("compact", |tx, _| super::compact::head_series(tx))
+    }
+
+    /// Compacts the given series in one transaction.
+    pub(super) fn compact_series(&mut self, series: &[i64]) -> Result<CompactOutcome, StoreError> {
+        self.in_transaction("compact", |tx, _| {
+            let mut outcome = CompactOutcome::default();
+            for id in series {
+                super::compact::compact_series(tx, *id, &mut outcome)?;
+            }
+            Ok(outcome)
+        })
+    }
+
+    pub(super) fn enforce_retention(&mut self, now_ms: TimestampMs, retention: &Retention) -> Result<RetentionOutcome, StoreError> {
+        self.in_transaction("enforce_retention", |tx, _| super::compact::enforce_retention(tx, now_ms, retention))
     }
 
     pub(super) fn record_rejections(

@@ -8,13 +8,14 @@
 
 use std::collections::HashSet;
 use std::path::Path;
+use std::time::Duration;
 
 use anyhow::Context;
 use serde::Deserialize;
 
 use se_core::DeviceId;
 use se_decode::DeviceMapping;
-use se_store::{site_rules, Site, Store};
+use se_store::{site_rules, Retention, Site, Store};
 
 /// Contents of the configuration file.
 #[derive(Debug, Default, Deserialize)]
@@ -22,6 +23,94 @@ use se_store::{site_rules, Site, Store};
 pub struct ServerConfig {
     #[serde(default)]
     pub sites: Vec<SiteConfig>,
+    #[serde(default)]
+    pub store: StoreConfig,
+}
+
+/// The `[store]` section: background compaction and retention.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// Time between compaction passes, such as "30s".
+    #[serde(default)]
+    pub compact_interval: Option<String>,
+    /// Time between retention passes, such as "10m".
+    #[serde(default)]
+    pub retention_interval: Option<String>,
+    #[serde(default)]
+    pub retention: RetentionConfig,
+}
+
+/// How long each resolution is kept: a duration such as "30d", or "forever".
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionConfig {
+    #[serde(default)]
+    pub raw: Option<String>,
+    #[serde(default, rename = "1m")]
+    pub minute: Option<String>,
+    #[serde(default, rename = "1h")]
+    pub hour: Option<String>,
+    #[serde(default, rename = "1d")]
+    pub day: Option<String>,
+}
+
+/// Default time between compaction passes.
+pub const DEFAULT_COMPACT_INTERVAL: Duration = Duration::from_secs(30);
+/// Default time between retention passes.
+pub const DEFAULT_RETENTION_INTERVAL: Duration = Duration::from_secs(600);
+
+/// Parses a retention: "forever", or a duration in which a day is 24 hours.
+pub fn parse_retention(text: &str) -> Result<Option<i64>, String> {
+    if text.trim().eq_ignore_ascii_case("forever") {
+        return Ok(None);
+    }
+    let invalid = || format!("invalid retention {text:?}; use a duration such as 30d, 12h or 366d, or \"forever\"");
+    let span: jiff::Span = text.trim().parse().map_err(|_| invalid())?;
+    let duration = span.to_duration(jiff::SpanRelativeTo::days_are_24_hours()).map_err(|_| invalid())?;
+    let ms = i64::try_from(duration.as_millis()).map_err(|_| invalid())?;
+    if ms <= 0 {
+        return Err(format!("invalid retention {text:?}; it must be greater than zero, or \"forever\""));
+    }
+    Ok(Some(ms))
+}
+
+impl StoreConfig {
+    /// Retention of each resolution, with the engine's defaults where unset.
+    pub fn retention(&self) -> Result<Retention, String> {
+        let defaults = Retention::DEFAULT;
+        let pick = |value: &Option<String>, default: Option<i64>| value.as_deref().map_or(Ok(default), parse_retention);
+        Ok(Retention {
+            raw_ms: pick(&self.retention.raw, defaults.raw_ms)?,
+            minute_ms: pick(&self.retention.minute, defaults.minute_ms)?,
+            hour_ms: pick(&self.retention.hour, defaults.hour_ms)?,
+            day_ms: pick(&self.retention.day, defaults.day_ms)?,
+        })
+    }
+
+    pub fn compact_interval(&self) -> Result<Duration, String> {
+        self.compact_interval.as_deref().map_or(Ok(DEFAULT_COMPACT_INTERVAL), super::parse_duration)
+    }
+
+    pub fn retention_interval(&self) -> Result<Duration, String> {
+        self.retention_interval.as_deref().map_or(Ok(DEFAULT_RETENTION_INTERVAL), super::parse_duration)
+    }
+
+    fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if let Err(error) = self.compact_interval() {
+            problems.push(format!("store.compact_interval: {error}"));
+        }
+        if let Err(error) = self.retention_interval() {
+            problems.push(format!("store.retention_interval: {error}"));
+        }
+        for (name, value) in [("raw", &self.retention.raw), ("1m", &self.retention.minute), ("1h", &self.retention.hour), ("1d", &self.retention.day)] {
+            if let Some(Err(error)) = value.as_deref().map(parse_retention) {
+                problems.push(format!("store.retention.{name}: {error}"));
+            }
+        }
+        problems
+    }
 }
 
 /// One site and the devices whose topics it maps.
@@ -55,7 +144,7 @@ impl ServerConfig {
 
     /// Lists every problem, each naming its place, the value and the fix.
     fn problems(&self) -> Vec<String> {
-        let mut problems = Vec::new();
+        let mut problems = self.store.problems();
         let mut site_ids = HashSet::new();
         let mut topics = HashSet::new();
         for (index, site) in self.sites.iter().enumerate() {
@@ -127,6 +216,27 @@ mod tests {
 
     fn parse(text: &str) -> ServerConfig {
         toml::from_str(text).expect("parse the configuration")
+    }
+
+    #[test]
+    fn store_section_parses_retention() {
+        let config = parse("[store]\ncompact_interval = \"5s\"\n[store.retention]\nraw = \"7d\"\n1m = \"forever\"\n");
+        assert_eq!(config.problems(), Vec::<String>::new());
+        let retention = config.store.retention().unwrap();
+        assert_eq!(retention.raw_ms, Some(7 * 86_400_000));
+        assert_eq!(retention.minute_ms, None);
+        assert_eq!(retention.hour_ms, None);
+        assert_eq!(config.store.compact_interval().unwrap(), Duration::from_secs(5));
+    }
+
+    #[test]
+    fn store_section_reports_bad_values() {
+        let config = parse("[store]\ncompact_interval = \"soon\"\n[store.retention]\nraw = \"-3d\"\n1h = \"a year\"\n");
+        let problems = config.problems();
+        assert_eq!(problems.len(), 3, "{problems:?}");
+        assert!(problems[0].contains("store.compact_interval") && problems[0].contains("soon"), "{}", problems[0]);
+        assert!(problems.iter().any(|problem| problem.contains("store.retention.raw") && problem.contains("-3d")), "{problems:?}");
+        assert!(problems.iter().any(|problem| problem.contains("store.retention.1h") && problem.contains("forever")), "{problems:?}");
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod import;
 pub mod model;
 pub mod serve;
 pub mod simulate;
+pub mod store;
 
 /// Default data directory, relative to the working directory.
 pub const DEFAULT_DATA_DIR: &str = "smart-energy-data";

@@ -23,7 +23,7 @@ use se_decode::{
 };
 use se_ingest::{run_external_source, run_writer, ExternalSourceConfig, IngestCore, IngestMessage, ReadingObserver, WriterConfig};
 use se_sim::{run_simulator, FleetConfig, SimulatorConfig};
-use se_store::{SqliteStore, Store};
+use se_store::{SqliteStore, Store, StoreOptions};
 use se_web::{Health, LiveSender, LiveUpdate, WebState};
 
 use super::commands::MqttCommandPublisher;
@@ -103,7 +103,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         None => ServerConfig::default(),
     };
 
-    let store = SqliteStore::open(&args.data_dir)?;
+    let retention = config.store.retention().map_err(|error| anyhow::anyhow!("store.retention: {error}"))?;
+    let store = SqliteStore::open_with(&args.data_dir, StoreOptions { retention })?;
     let store: Arc<dyn Store> = Arc::new(store);
     config.apply(store.as_ref()).await?;
     health.set_store(true);
@@ -147,6 +148,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
 
     let simulator = args.demo.then(|| start_simulator(&args, mqtt_addr, shutdown.clone()));
+    let maintenance = tokio::spawn(run_store_maintenance(
+        store.clone(),
+        config.store.compact_interval().map_err(anyhow::Error::msg)?,
+        config.store.retention_interval().map_err(anyhow::Error::msg)?,
+        shutdown.clone(),
+    ));
 
     wait_for_signal().await;
     tracing::info!("shutting down: stopping sources, then storing what was accepted");
@@ -161,11 +168,42 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(task) = broker_task {
         let _ = task.await;
     }
+    let _ = maintenance.await;
     let totals = writer.await.context("the ingestion writer failed")?;
     web_shutdown.cancel();
     let _ = web_task.await;
     tracing::info!(messages = totals.messages, readings = totals.readings, "stopped; every accepted reading is stored");
     Ok(())
+}
+
+/// Compacts the store and enforces retention in the background until shutdown.
+/// Compaction only moves data between tables, so a missed pass costs space,
+/// never readings; failures are logged and the next pass retries.
+async fn run_store_maintenance(store: Arc<dyn Store>, compact_every: Duration, retention_every: Duration, shutdown: CancellationToken) {
+    let mut compact_tick = tokio::time::interval_at(tokio::time::Instant::now() + compact_every, compact_every);
+    let mut retention_tick = tokio::time::interval_at(tokio::time::Instant::now() + retention_every, retention_every);
+    compact_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    retention_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = compact_tick.tick() => {
+                let started = std::time::Instant::now();
+                match store.compact(se_core::now_ms()).await {
+                    Ok(outcome) if outcome.readings > 0 => tracing::debug!(series = outcome.series, readings = outcome.readings, duplicates = outcome.duplicates, elapsed_ms = started.elapsed().as_millis() as u64, "compacted the store"),
+                    Ok(_) => {}
+                    Err(error) => tracing::error!(%error, "store compaction failed; new readings stay in the head table until the next pass"),
+                }
+            }
+            _ = retention_tick.tick() => {
+                match store.enforce_retention(se_core::now_ms()).await {
+                    Ok(outcome) if outcome.blocks_deleted + outcome.pages_deleted > 0 => tracing::info!(blocks = outcome.blocks_deleted, readings = outcome.readings_deleted, pages = outcome.pages_deleted, "deleted data past retention"),
+                    Ok(_) => {}
+                    Err(error) => tracing::error!(%error, "enforcing retention failed; old data stays until the next pass"),
+                }
+            }
+        }
+    }
 }
 
 /// Builds one decoder per device format, with default settings, in the order
