@@ -4,6 +4,7 @@
 //! Everything here is free of I/O except reading CSV from a caller-supplied
 //! reader, so the command line and the server can share it.
 
+pub mod auto_forecast;
 pub mod backtest;
 mod error;
 pub mod forecast;
@@ -12,6 +13,7 @@ pub mod metrics;
 pub mod ols;
 pub mod series;
 pub mod table;
+pub mod warnings;
 
 pub use backtest::{
     run_backtest, BacktestConfig, BacktestProgress, BacktestReport, ModelResult, SelectionMetric,

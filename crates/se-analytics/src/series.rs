@@ -80,6 +80,32 @@ impl HourlySeries {
         }
     }
 
+    /// Builds a series from hourly values that start at `start`, where `None`
+    /// marks an hour without readings. Such hours are filled by linear
+    /// interpolation and flagged as not observed, like gaps in a CSV file.
+    ///
+    /// # Errors
+    /// [`AnalyticsError::EmptySeries`] when no hour has a value.
+    pub fn from_hourly_gaps(
+        start: Timestamp,
+        time_zone: TimeZone,
+        hours: &[Option<f64>],
+    ) -> Result<Self> {
+        let observed: Vec<bool> = hours.iter().map(Option::is_some).collect();
+        if !observed.contains(&true) {
+            return Err(AnalyticsError::EmptySeries);
+        }
+        let mut values: Vec<f64> = hours.iter().map(|hour| hour.unwrap_or(f64::NAN)).collect();
+        interpolate_gaps(&mut values);
+        Ok(Self {
+            start,
+            time_zone,
+            values,
+            observed,
+            features: Vec::new(),
+        })
+    }
+
     /// Reads `spec`'s columns from a CSV file with a header line and averages
     /// them per local hour.
     ///

@@ -156,4 +156,9 @@ pub trait Store: Send + Sync + 'static {
     async fn set_site_owner(&self, site_id: &str, user_id: i64, owner: bool) -> Result<(), StoreError>;
     /// Lists the sites a user owns, ordered by id.
     async fn sites_of_user(&self, user_id: i64) -> Result<Vec<Site>, StoreError>;
+    /// Returns the budget and demand limit of a site, or `None` if no site has this id.
+    async fn site_limits(&self, site_id: &str) -> Result<Option<SiteLimits>, StoreError>;
+    /// Replaces the budget and demand limit of a site. Fails with
+    /// [`StoreError::NotFound`] when the site does not exist.
+    async fn set_site_limits(&self, site_id: &str, limits: &SiteLimits) -> Result<(), StoreError>;
 }

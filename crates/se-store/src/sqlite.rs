@@ -63,6 +63,11 @@
 //!   `pending` on first sight and changes only by an operator's review
 //!   (`approved` or `ignored`). Device lists leave out devices whose row is
 //!   not `approved`, while their readings are stored as usual.
+//! - `sites.monthly_budget_kwh`, `sites.monthly_budget_amount` (in the
+//!   site's currency) and `sites.demand_limit_kw` (schema version 6): the
+//!   limits that forecast warnings check, NULL when unset. They are read and
+//!   written apart from the other site fields ([`crate::SiteLimits`]), so
+//!   [`Store::upsert_site`] keeps them.
 //!
 //! `PRAGMA user_version` contains the schema version. Opening applies the
 //! missing migrations and rejects a file written by a newer version.
@@ -87,6 +92,7 @@
 
 mod compact;
 mod convert;
+mod limits;
 mod pool;
 mod read;
 mod schema;
@@ -106,7 +112,7 @@ use self::pool::ReaderPool;
 use self::write::Writer;
 use crate::{CompactOutcome, EnergyTotal, PercentileReport, RetentionOutcome, Retention, SeriesKey, StorageStats, SumPoint, SumQuery, TopEntry, TopQuery, CommandRecord, CommandStatus, DiscoveredDevice, DiscoveryStatus, IngestBatch, 
     DeviceCounters, DeviceSummary, IngestErrorQuery, IngestErrorReport, NewUser, RawQuery,
-    SeriesPoint, SeriesQuery, Site, Store, StoreError, StoreStats, User, WriteOutcome,
+    SeriesPoint, SeriesQuery, Site, SiteLimits, Store, StoreError, StoreStats, User, WriteOutcome,
 };
 
 /// Number of read-only connections. Reads are short, so a few suffice for
@@ -624,5 +630,23 @@ impl Store for SqliteStore {
     async fn sites_of_user(&self, user_id: i64) -> Result<Vec<Site>, StoreError> {
         self.read("sites_of_user", move |conn| read::sites_of_user(conn, user_id))
             .await
+    }
+
+    async fn site_limits(&self, site_id: &str) -> Result<Option<SiteLimits>, StoreError> {
+        let site_id = site_id.to_owned();
+        self.read("site_limits", move |conn| limits::site_limits(conn, &site_id)).await
+    }
+
+    async fn set_site_limits(&self, site_id: &str, site_limits: &SiteLimits) -> Result<(), StoreError> {
+        let (site_id, site_limits) = (site_id.to_owned(), *site_limits);
+        let what = format!("site {site_id}");
+        let found = self
+            .write("set_site_limits", move |writer| writer.set_site_limits(&site_id, &site_limits))
+            .await?;
+        if found {
+            Ok(())
+        } else {
+            Err(StoreError::NotFound { what })
+        }
     }
 }

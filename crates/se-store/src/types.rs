@@ -291,6 +291,18 @@ pub struct Site {
     pub co2_g_per_kwh: Option<f64>,
 }
 
+/// Monthly budget and demand limit of a site, checked against its forecast.
+/// `None` disables a check.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct SiteLimits {
+    /// Energy budget per local calendar month, in kWh.
+    pub monthly_budget_kwh: Option<f64>,
+    /// Cost budget per local calendar month, in the site's currency.
+    pub monthly_budget_amount: Option<f64>,
+    /// Highest acceptable mean power over one hour, in kW.
+    pub demand_limit_kw: Option<f64>,
+}
+
 /// Rules a site must follow, shared by the HTTP API and the configuration file.
 pub mod site_rules {
     /// Maximum length of a site id, in characters.
@@ -322,6 +334,15 @@ pub mod site_rules {
     /// Returns whether `code` has the shape of an ISO 4217 code: three capital letters.
     pub fn is_valid_currency(code: &str) -> bool {
         code.len() == 3 && code.chars().all(|c| c.is_ascii_uppercase())
+    }
+
+    /// Maximum accepted budget or demand limit. Larger values are typos.
+    pub const MAX_LIMIT: f64 = 1e12;
+
+    /// Returns whether `value` is a finite positive number no larger than [`MAX_LIMIT`],
+    /// as a budget or demand limit must be.
+    pub fn is_valid_limit(value: f64) -> bool {
+        value.is_finite() && value > 0.0 && value <= MAX_LIMIT
     }
 
     /// Returns whether `factor` is a finite number of g/kWh from 0 to [`MAX_CO2_G_PER_KWH`].

@@ -171,6 +171,16 @@ pub enum ApiError {
     DiscoveredDeviceNotFound { value: String },
     #[error("invalid discovery status {value:?}")]
     InvalidDiscoveryStatus { value: String },
+    #[error("site {value:?} is not one of your sites")]
+    SiteForbidden { value: String },
+    #[error("device {value:?} is not on one of your sites")]
+    DeviceForbidden { value: String },
+    #[error("invalid horizon {value:?}")]
+    InvalidHorizon { value: String },
+    #[error("invalid {name} {value}")]
+    InvalidSiteLimit { name: &'static str, value: String },
+    #[error("forecast failed: {detail}")]
+    ForecastFailed { detail: String },
     #[error("store failed: {0}")]
     Store(#[from] StoreError),
     #[error("internal error: {0}")]
@@ -210,7 +220,11 @@ impl ApiError {
             NotAuthenticated | BadCredentials | WriteTokenMissing | WriteTokenInvalid => {
                 StatusCode::UNAUTHORIZED
             }
-            Forbidden { .. } | PasswordChangeRequired | WriteDisabled => StatusCode::FORBIDDEN,
+            Forbidden { .. }
+            | SiteForbidden { .. }
+            | DeviceForbidden { .. }
+            | PasswordChangeRequired
+            | WriteDisabled => StatusCode::FORBIDDEN,
             BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             DeviceNotFound { .. }
             | DiscoveredDeviceNotFound { .. }
@@ -223,7 +237,7 @@ impl ApiError {
             Store(StoreError::Conflict { .. }) => StatusCode::CONFLICT,
             Store(StoreError::NotFound { .. }) => StatusCode::NOT_FOUND,
             Store(StoreError::Invalid(_)) => StatusCode::BAD_REQUEST,
-            Energy { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            Energy { .. } | ForecastFailed { .. } => StatusCode::INTERNAL_SERVER_ERROR,
             Store(StoreError::Database { .. } | StoreError::Worker(_)) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -279,6 +293,11 @@ impl ApiError {
             CommandPublishFailed { .. } => "command_publish_failed",
             DiscoveredDeviceNotFound { .. } => "discovered_device_not_found",
             InvalidDiscoveryStatus { .. } => "invalid_discovery_status",
+            SiteForbidden { .. } => "site_forbidden",
+            DeviceForbidden { .. } => "device_forbidden",
+            InvalidHorizon { .. } => "invalid_horizon",
+            InvalidSiteLimit { .. } => "invalid_site_limit",
+            ForecastFailed { .. } => "forecast_failed",
             Store(StoreError::Conflict { .. }) => "conflict",
             Store(StoreError::NotFound { .. }) => "not_found",
             Store(StoreError::Invalid(_)) => "store_rule",
@@ -350,6 +369,15 @@ impl ApiError {
                 vec![("value", quoted(value)), ("valid", (*valid).to_owned())]
             }
             BodyTooLarge { max_bytes } => vec![("max", max_bytes.to_string())],
+            SiteForbidden { value } | DeviceForbidden { value } => vec![("value", quoted(value))],
+            InvalidHorizon { value } => vec![
+                ("value", quoted(value)),
+                ("valid", crate::forecast::HORIZON_NAMES.join(", ")),
+            ],
+            InvalidSiteLimit { name, value } => {
+                vec![("name", (*name).to_owned()), ("value", value.clone())]
+            }
+            ForecastFailed { detail } => vec![("detail", detail.clone())],
             _ => Vec::new(),
         }
     }

@@ -17,6 +17,8 @@ mod discovery;
 mod auth;
 mod error;
 mod extract;
+mod forecast;
+mod forecast_cache;
 mod health;
 mod i18n;
 mod line_protocol;
@@ -50,6 +52,7 @@ pub use auth::{
     SESSION_TTL_MS,
 };
 pub use error::{ApiError, RenderedError, WebError};
+pub use forecast_cache::ForecastCache;
 pub use commands::{CommandPublisher, PreparedCommand, SharedCommandPublisher};
 pub use health::Health;
 pub use i18n::{catalog, translate, Catalog, RequestLang, LANGUAGES};
@@ -68,6 +71,8 @@ pub struct WebState {
     shutdown: CancellationToken,
     /// Publisher of device commands; `None` disables the command routes.
     pub commands: Option<commands::SharedCommandPublisher>,
+    /// Forecasts of sites and devices, refreshed hourly while the server runs.
+    pub forecasts: Arc<ForecastCache>,
 }
 
 impl WebState {
@@ -79,6 +84,7 @@ impl WebState {
             write_tokens: Vec::new(),
             shutdown: CancellationToken::new(),
             commands: None,
+            forecasts: Arc::new(ForecastCache::new()),
         }
     }
 
@@ -121,6 +127,7 @@ pub fn router(state: WebState) -> Router {
         .merge(line_protocol::routes())
         .route("/", get(pages::dashboard_page))
         .route("/devices/{id}", get(pages::device_page))
+        .route("/sites/{id}", get(pages::site_page))
         .route("/ingest-errors", get(pages::ingest_errors_page))
         .route("/admin/sites", get(pages::admin_sites_page))
         .route("/password", get(pages::password_page))
@@ -163,6 +170,9 @@ fn api_router(state: &WebState) -> Router<WebState> {
         .route("/sites", get(sites::list_sites))
         .route("/sites/{id}", get(sites::get_site))
         .route("/sites/{id}/energy", get(sites::site_energy))
+        .route("/sites/{id}/forecast", get(forecast::site_forecast))
+        .route("/sites/{id}/warnings", get(forecast::site_warnings_route))
+        .route("/devices/{id}/forecast", get(forecast::device_forecast))
         .route("/live", get(live::live))
         .route("/devices/{id}/commands", get(commands::list_commands).post(commands::send_command))
         .route_layer(middleware::from_fn_with_state(
@@ -221,12 +231,18 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> Result<(), WebError> {
     state.shutdown = shutdown.clone();
+    let refresh = tokio::spawn(forecast_cache::refresh_loop(
+        state.store.clone(),
+        state.forecasts.clone(),
+        shutdown.clone(),
+    ));
     let local = listener.local_addr().ok();
     tracing::info!(address = ?local, "web server listening");
     axum::serve(listener, router(state))
         .with_graceful_shutdown(async move { shutdown.cancelled_owned().await })
         .await
         .map_err(WebError::Serve)?;
+    refresh.abort();
     tracing::info!(address = ?local, "web server stopped");
     Ok(())
 }

@@ -69,6 +69,10 @@ pub(crate) async fn device_page(State(state): State<WebState>, headers: HeaderMa
     protected_page(&state, &headers, "device.html").await
 }
 
+pub(crate) async fn site_page(State(state): State<WebState>, headers: HeaderMap) -> Response {
+    protected_page(&state, &headers, "site.html").await
+}
+
 pub(crate) async fn ingest_errors_page(
     State(state): State<WebState>,
     headers: HeaderMap,

@@ -15,7 +15,7 @@ use se_energy::{
     counter_energy, period_of, power_energy, CostBreakdown, CounterConfig, CounterSample,
     EnergyPiece, Period, PowerConfig, PowerSample, Tariff, UnknownCause, Window,
 };
-use se_store::{site_rules, RawQuery, Role, Site};
+use se_store::{site_rules, RawQuery, Role, Site, SiteLimits};
 use serde::{Deserialize, Serialize};
 
 use crate::auth::{AdminUser, CurrentUser};
@@ -65,12 +65,15 @@ fn time_zone(name: &str) -> Result<TimeZone, ApiError> {
 pub(crate) struct SiteView {
     #[serde(flatten)]
     site: Site,
+    #[serde(flatten)]
+    limits: SiteLimits,
     devices: Vec<DeviceId>,
 }
 
 async fn site_view(state: &WebState, site: Site) -> Result<SiteView, ApiError> {
     let devices = state.store.site_devices(&site.id).await?;
-    Ok(SiteView { site, devices })
+    let limits = state.store.site_limits(&site.id).await?.unwrap_or_default();
+    Ok(SiteView { site, limits, devices })
 }
 
 /// Returns a site the user may see. A building owner gets the same 404 for
@@ -126,6 +129,15 @@ pub(crate) struct SiteSettings {
     currency: String,
     #[serde(default)]
     co2_g_per_kwh: Option<f64>,
+    /// Monthly energy budget in kWh; missing or `null` disables it.
+    #[serde(default)]
+    monthly_budget_kwh: Option<f64>,
+    /// Monthly cost budget in the site's currency; missing or `null` disables it.
+    #[serde(default)]
+    monthly_budget_amount: Option<f64>,
+    /// Demand limit in kW; missing or `null` disables it.
+    #[serde(default)]
+    demand_limit_kw: Option<f64>,
 }
 
 fn validate_settings(settings: &SiteSettings) -> Result<(), ApiError> {
@@ -145,11 +157,24 @@ fn validate_settings(settings: &SiteSettings) -> Result<(), ApiError> {
             });
         }
     }
+    let limits = [
+        ("monthly_budget_kwh", settings.monthly_budget_kwh),
+        ("monthly_budget_amount", settings.monthly_budget_amount),
+        ("demand_limit_kw", settings.demand_limit_kw),
+    ];
+    for (name, value) in limits {
+        if let Some(value) = value.filter(|value| !site_rules::is_valid_limit(*value)) {
+            return Err(ApiError::InvalidSiteLimit {
+                name,
+                value: value.to_string(),
+            });
+        }
+    }
     Ok(())
 }
 
 /// `PUT /api/v1/sites/{id}` (admin): creates the site or replaces its
-/// settings, keeping its tariff.
+/// settings and limits, keeping its tariff.
 pub(crate) async fn put_site(
     State(state): State<WebState>,
     AdminUser(_admin): AdminUser,
@@ -167,6 +192,12 @@ pub(crate) async fn put_site(
         co2_g_per_kwh: settings.co2_g_per_kwh,
     };
     state.store.upsert_site(&site).await?;
+    let limits = SiteLimits {
+        monthly_budget_kwh: settings.monthly_budget_kwh,
+        monthly_budget_amount: settings.monthly_budget_amount,
+        demand_limit_kw: settings.demand_limit_kw,
+    };
+    state.store.set_site_limits(&site.id, &limits).await?;
     tracing::info!(site_id = %site.id, "site settings saved");
     Ok(Json(site_view(&state, site).await?))
 }
@@ -352,7 +383,8 @@ pub(crate) async fn site_energy(
         unknown_spans.extend(energy.unknown);
     }
 
-    let wh: f64 = per_device.iter().map(|device| device.kwh * 1000.0).sum();
+    // A fold from 0.0, because `sum` of no floats is -0.0, shown as "-0 kWh".
+    let wh = per_device.iter().fold(0.0, |total, device| total + device.kwh * 1000.0);
     let kwh = wh / 1000.0;
     let tariff = site
         .tariff_json

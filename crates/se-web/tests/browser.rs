@@ -3,7 +3,8 @@
 //!
 //! Without chromium or chromedriver the test prints "skipped: <reason>" and
 //! passes, unless SMART_ENERGY_REQUIRE_SERVICES=1 makes a missing browser a
-//! failure. It writes screenshots to /tmp/se-dashboard.png and /tmp/se-device.png.
+//! failure. It writes screenshots to /tmp/se-*.png, such as /tmp/se-dashboard.png
+//! and /tmp/se-site-forecast.png.
 
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
@@ -249,24 +250,7 @@ async fn scenario(browser: &Client, base: &str, live: &LiveSender) {
         .click()
         .await
         .unwrap();
-    wait_for_element(browser, "#chart .uplot canvas").await;
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let drawn = browser
-            .execute(COUNT_SERIES_PIXELS, vec![])
-            .await
-            .unwrap()
-            .as_i64()
-            .unwrap_or(-1);
-        if drawn > 50 {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the chart shows no series line; {drawn} pixels of its colour"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_for_drawn_pixels(browser, "#chart .uplot canvas", COUNT_SERIES_PIXELS, "series line").await;
     let selected_metric = browser
         .find(Locator::Css("#metric-select"))
         .await
@@ -622,6 +606,138 @@ async fn tariff_editor_prices_today_card() {
         let cost = wait_for_text(browser, r#".site-card[data-site="default"] [data-field="cost"]"#, |text| text.contains("EUR")).await;
         assert_eq!(cost, "Cost: 0.25 EUR");
         screenshot(browser, "/tmp/se-tariff.png").await;
+    })
+    .await;
+}
+
+/// Counts pixels of the forecast chart canvas in the forecast line's colour
+/// (#d9730d), so the check passes only when the forecast itself was drawn.
+const COUNT_FORECAST_PIXELS: &str = r#"
+    const canvas = document.querySelector('#forecast-chart canvas');
+    if (!canvas) return -1;
+    const context = canvas.getContext('2d');
+    const pixels = context.getImageData(0, 0, canvas.width, canvas.height).data;
+    let count = 0;
+    for (let i = 0; i < pixels.length; i += 4) {
+        if (Math.abs(pixels[i] - 217) < 12 && Math.abs(pixels[i + 1] - 115) < 12 && Math.abs(pixels[i + 2] - 13) < 12 && pixels[i + 3] > 200) count++;
+    }
+    return count;
+"#;
+
+async fn wait_for_forecast_line(browser: &Client) {
+    wait_for_drawn_pixels(browser, "#forecast-chart .uplot canvas", COUNT_FORECAST_PIXELS, "forecast line").await;
+}
+
+/// Waits until `selector` exists and `count_script` counts more than 50
+/// pixels of a line's colour on it, or fails the test after [`WAIT`].
+async fn wait_for_drawn_pixels(browser: &Client, selector: &str, count_script: &str, line: &str) {
+    wait_for_element(browser, selector).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let drawn = browser
+            .execute(count_script, vec![])
+            .await
+            .unwrap()
+            .as_i64()
+            .unwrap_or(-1);
+        if drawn > 50 {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{selector} shows no {line}; {drawn} pixels of its colour"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn site_forecast_chart_and_warning() {
+    with_browser(Some(ADMIN_PASSWORD), async |browser, harness, _| {
+        // 21 days of a daily cycle around 800 W with ±60 W of noise, every 15
+        // minutes, on the site "farm" whose demand limit of 0.1 kW the forecast passes.
+        let rig = DeviceId::parse("rig-fc").unwrap();
+        let now = now_ms();
+        let steps = 21 * 24 * 4;
+        let readings: Vec<Reading> = (0..steps)
+            .map(|step| {
+                let ts = now - (steps - step) * 900_000;
+                let hour_of_day = ts.rem_euclid(86_400_000) as f64 / 3_600_000.0;
+                let noise = 120.0 * ((step as f64 * 0.618_033_988_75).fract() - 0.5);
+                let watts = 800.0 + 300.0 * (2.0 * std::f64::consts::PI * hour_of_day / 24.0).sin() + noise;
+                Reading::new(rig.clone(), "main", Metric::Power, ts, watts)
+            })
+            .collect();
+        harness.store.write_readings(&readings).await.unwrap();
+        let farm = se_store::Site {
+            id: "farm".into(),
+            name: "Farm".into(),
+            time_zone: "UTC".into(),
+            currency: "EUR".into(),
+            tariff_json: None,
+            co2_g_per_kwh: None,
+        };
+        harness.store.upsert_site(&farm).await.unwrap();
+        harness.store.assign_device(&rig, "farm").await.unwrap();
+        let limits = se_store::SiteLimits {
+            demand_limit_kw: Some(0.1),
+            ..se_store::SiteLimits::default()
+        };
+        harness.store.set_site_limits("farm", &limits).await.unwrap();
+
+        log_in(browser, &harness.base, "admin", ADMIN_PASSWORD).await;
+        wait_for_element(browser, "#device-table").await;
+
+        // The dashboard's site card links to the site page and lists the warning.
+        let card_warning = r#".site-card[data-site="farm"] [data-warning-kind="demand_forecast"]"#;
+        let on_card = wait_for_text(browser, card_warning, |text| !text.is_empty()).await;
+        assert!(on_card.starts_with("Tomorrow's peak will pass the demand limit"), "{on_card}");
+        screenshot(browser, "/tmp/se-dashboard-warning.png").await;
+        browser
+            .find(Locator::Css(r#".site-card[data-site="farm"] a[data-field="forecast-link"]"#))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+
+        let warning = wait_for_text(browser, r#"#warnings [data-warning-kind="demand_forecast"]"#, |text| !text.is_empty()).await;
+        assert!(warning.contains("limit 0.1 kW"), "{warning}");
+        wait_for_forecast_line(browser).await;
+        let model = wait_for_text(browser, "#forecast-model", |text| text.contains("backtests")).await;
+        assert!(model.contains("MAPE"), "{model}");
+        assert!(model.contains("days of backtests"), "{model}");
+        browser.set_window_size(1280, 1400).await.unwrap();
+        screenshot(browser, "/tmp/se-site-forecast.png").await;
+
+        // The week-ahead button loads the longer forecast.
+        browser
+            .find(Locator::Css(r#"button[data-horizon="168h"]"#))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        wait_for_element(browser, r#"button[data-horizon="168h"][aria-pressed="true"]"#).await;
+        wait_for_forecast_line(browser).await;
+
+        // French strings after the language switch, including the server's warning text.
+        browser
+            .find(Locator::Css(r#"button[data-lang="fr"]"#))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        let french = wait_for_text(browser, r#"#warnings [data-warning-kind="demand_forecast"]"#, |text| text.starts_with("Le pic")).await;
+        assert!(french.contains("limite 0,1 kW"), "{french}");
+        let model = wait_for_text(browser, "#forecast-model", |text| text.contains("jours")).await;
+        assert!(model.contains("jours de backtests"), "{model}");
+
+        // The device page has its own forecast chart.
+        browser.goto(&format!("{}/devices/rig-fc", harness.base)).await.unwrap();
+        wait_for_forecast_line(browser).await;
+        screenshot(browser, "/tmp/se-device-forecast.png").await;
     })
     .await;
 }

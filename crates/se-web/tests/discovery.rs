@@ -1,30 +1,17 @@
 //! Tests of the discovered-device routes against a real server on loopback
 //! and a real SQLite store in a temporary directory.
 
+mod common;
+
 use std::sync::Arc;
 
+use common::{TestServer, ADMIN_PASSWORD};
 use reqwest::StatusCode;
 use se_core::{now_ms, Announcement, DeviceId, Metric, Reading};
 use se_store::{IngestBatch, NewUser, Role, Site, SqliteStore, Store};
-use se_web::{Health, WebState};
 use serde_json::{json, Value};
-use tokio_util::sync::CancellationToken;
 
-const ADMIN_PASSWORD: &str = "admin-password-42";
 const OWNER_PASSWORD: &str = "owner-password-42";
-
-struct TestServer {
-    base: String,
-    store: Arc<SqliteStore>,
-    shutdown: CancellationToken,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for TestServer {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-    }
-}
 
 impl TestServer {
     async fn start() -> TestServer {
@@ -48,32 +35,7 @@ impl TestServer {
         };
         store.upsert_site(&farm).await.unwrap();
 
-        let state = WebState::new(store.clone(), se_web::live_channel(), Arc::new(Health::new()));
-        let listener = se_web::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let shutdown = CancellationToken::new();
-        tokio::spawn(se_web::serve(listener, state, shutdown.clone()));
-        TestServer { base, store, shutdown, _dir: dir }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{}", self.base, path)
-    }
-
-    async fn login(&self, username: &str, password: &str) -> reqwest::Client {
-        let client = reqwest::Client::builder().cookie_store(true).build().unwrap();
-        let response = client
-            .post(self.url("/api/v1/auth/login"))
-            .json(&json!({ "username": username, "password": password }))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), StatusCode::OK, "login of {username}");
-        client
-    }
-
-    async fn admin(&self) -> reqwest::Client {
-        self.login("admin", ADMIN_PASSWORD).await
+        TestServer::serve(dir, store).await
     }
 
     /// Stores an announcement and one reading of `name`, as ingestion would.

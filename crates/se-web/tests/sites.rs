@@ -1,83 +1,40 @@
 //! Tests of the site routes against a real server on loopback and a real
 //! SQLite store in a temporary directory.
 
+mod common;
+
 use std::sync::Arc;
 
+use common::{TestServer, ADMIN_PASSWORD};
 use reqwest::StatusCode;
 use se_core::{DeviceId, Metric, Reading};
 use se_store::{NewUser, Role, Site, SqliteStore, Store};
-use se_web::{Health, WebState};
 use serde_json::{json, Value};
-use tokio_util::sync::CancellationToken;
 
-const ADMIN_PASSWORD: &str = "admin-password-42";
 const OWNER_PASSWORD: &str = "owner-password-42";
 const FLAT_TARIFF: &str = r#"{"currency":"EUR","energy":{"type":"flat","price_per_kwh":"0.25"}}"#;
 
-struct TestServer {
-    base: String,
-    store: Arc<SqliteStore>,
-    owner_id: i64,
-    shutdown: CancellationToken,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for TestServer {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-    }
+/// Starts a server with an `admin` and an `owner` account, and returns it
+/// with the owner's user id.
+async fn start() -> (TestServer, i64) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(dir.path()).unwrap());
+    se_web::ensure_admin(store.as_ref(), Some(ADMIN_PASSWORD.to_owned()))
+        .await
+        .unwrap();
+    let owner = store
+        .create_user(&NewUser {
+            username: "owner".into(),
+            password_hash: se_web::hash_password(OWNER_PASSWORD).unwrap(),
+            role: Role::BuildingOwner,
+            must_change_password: false,
+        })
+        .await
+        .unwrap();
+    (TestServer::serve(dir, store).await, owner.id)
 }
 
 impl TestServer {
-    async fn start() -> TestServer {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(SqliteStore::open(dir.path()).unwrap());
-        se_web::ensure_admin(store.as_ref(), Some(ADMIN_PASSWORD.to_owned()))
-            .await
-            .unwrap();
-        let owner = store
-            .create_user(&NewUser {
-                username: "owner".into(),
-                password_hash: se_web::hash_password(OWNER_PASSWORD).unwrap(),
-                role: Role::BuildingOwner,
-                must_change_password: false,
-            })
-            .await
-            .unwrap();
-        let state = WebState::new(store.clone(), se_web::live_channel(), Arc::new(Health::new()));
-        let listener = se_web::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let shutdown = CancellationToken::new();
-        tokio::spawn(se_web::serve(listener, state, shutdown.clone()));
-        TestServer {
-            base,
-            store,
-            owner_id: owner.id,
-            shutdown,
-            _dir: dir,
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{}", self.base, path)
-    }
-
-    async fn login(&self, username: &str, password: &str) -> reqwest::Client {
-        let client = reqwest::Client::builder().cookie_store(true).build().unwrap();
-        let response = client
-            .post(self.url("/api/v1/auth/login"))
-            .json(&json!({ "username": username, "password": password }))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), StatusCode::OK, "login of {username}");
-        client
-    }
-
-    async fn admin(&self) -> reqwest::Client {
-        self.login("admin", ADMIN_PASSWORD).await
-    }
-
     async fn owner(&self) -> reqwest::Client {
         self.login("owner", OWNER_PASSWORD).await
     }
@@ -128,7 +85,7 @@ async fn energy(client: &reqwest::Client, server: &TestServer, site: &str, query
 
 #[tokio::test]
 async fn power_series_gives_one_kwh() {
-    let server = TestServer::start().await;
+    let (server, _) = start().await;
     write_one_kwh_of_power(&server.store, "rig-1").await;
     let admin = server.admin().await;
 
@@ -143,7 +100,7 @@ async fn power_series_gives_one_kwh() {
 
 #[tokio::test]
 async fn counter_reset_counts_both_sides() {
-    let server = TestServer::start().await;
+    let (server, _) = start().await;
     let start = ms("2026-01-05T10:00:00Z");
     // Wh counter: +1000 Wh, then a reset to 0 and +600 Wh after it.
     let values = [1000.0, 1500.0, 2000.0, 0.0, 300.0, 600.0];
@@ -165,7 +122,7 @@ async fn counter_reset_counts_both_sides() {
 
 #[tokio::test]
 async fn flat_tariff_prices_energy() {
-    let server = TestServer::start().await;
+    let (server, _) = start().await;
     write_one_kwh_of_power(&server.store, "rig-1").await;
     let admin = server.admin().await;
 
@@ -185,7 +142,7 @@ async fn flat_tariff_prices_energy() {
 
 #[tokio::test]
 async fn overlapping_tariff_hours_rejected() {
-    let server = TestServer::start().await;
+    let (server, _) = start().await;
     let admin = server.admin().await;
     let tariff = r#"{"currency":"EUR","energy":{"type":"time_of_use","periods":[
         {"name":"peak","price_per_kwh":"0.3","days":["all"],"hours":[[0,12]]},
@@ -210,10 +167,10 @@ async fn overlapping_tariff_hours_rejected() {
 
 #[tokio::test]
 async fn owner_cannot_see_foreign_site() {
-    let server = TestServer::start().await;
+    let (server, owner_id) = start().await;
     server.add_site("mine").await;
     server.add_site("theirs").await;
-    server.store.set_site_owner("mine", server.owner_id, true).await.unwrap();
+    server.store.set_site_owner("mine", owner_id, true).await.unwrap();
     let owner = server.owner().await;
 
     let foreign = owner.get(server.url("/api/v1/sites/theirs")).send().await.unwrap();
@@ -237,8 +194,8 @@ async fn owner_cannot_see_foreign_site() {
 
 #[tokio::test]
 async fn owner_cannot_change_tariff() {
-    let server = TestServer::start().await;
-    server.store.set_site_owner("default", server.owner_id, true).await.unwrap();
+    let (server, owner_id) = start().await;
+    server.store.set_site_owner("default", owner_id, true).await.unwrap();
     let owner = server.owner().await;
 
     let response = owner
@@ -253,7 +210,7 @@ async fn owner_cannot_change_tariff() {
 
 #[tokio::test]
 async fn admin_creates_site_and_assigns_device() {
-    let server = TestServer::start().await;
+    let (server, _) = start().await;
     write_one_kwh_of_power(&server.store, "rig-1").await;
     let admin = server.admin().await;
 
@@ -279,7 +236,7 @@ async fn admin_creates_site_and_assigns_device() {
 
 #[tokio::test]
 async fn unknown_time_zone_rejected() {
-    let server = TestServer::start().await;
+    let (server, _) = start().await;
     let admin = server.admin().await;
 
     let response = admin
@@ -292,4 +249,17 @@ async fn unknown_time_zone_rejected() {
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["error"]["code"], json!("invalid_time_zone"));
+}
+
+#[tokio::test]
+async fn site_without_devices_has_zero_kwh() {
+    let (server, _) = start().await;
+    server.add_site("bare").await;
+    let admin = server.admin().await;
+
+    let (status, body) = energy(&admin, &server, "bare", HOUR_QUERY).await;
+
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // Zero, not -0.0, which the dashboard would show as "-0 kWh".
+    assert_eq!(body["kwh"].to_string(), "0.0");
 }

@@ -165,6 +165,13 @@ const MIGRATIONS: &[&str] = &[
 
     CREATE UNIQUE INDEX rollup_pages_by_series ON rollup_pages (series_id, tier, page_ms);
     "#,
+    // Version 6: the monthly budget and demand limit of each site, checked
+    // against forecasts. NULL disables a check.
+    r#"
+    ALTER TABLE sites ADD COLUMN monthly_budget_kwh REAL NULL;
+    ALTER TABLE sites ADD COLUMN monthly_budget_amount REAL NULL;
+    ALTER TABLE sites ADD COLUMN demand_limit_kw REAL NULL;
+    "#,
 ];
 
 /// Highest schema version this binary can read and write.

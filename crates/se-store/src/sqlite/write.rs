@@ -69,6 +69,11 @@ impl Writer {
         self.series.clear();
     }
 
+    /// Returns the writer connection, for write methods defined in sibling modules.
+    pub(super) fn conn(&mut self) -> &mut Connection {
+        &mut self.conn
+    }
+
     fn begin(&mut self, operation: &'static str) -> Result<Transaction<'_>, StoreError> {
         self.conn
             .transaction_with_behavior(TransactionBehavior::Immediate)

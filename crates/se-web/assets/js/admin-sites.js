@@ -32,12 +32,19 @@ function siteForm(site) {
     event.preventDefault();
     const form = event.target.closest("form");
     const co2 = form.elements.co2.value.trim();
+    const optionalNumber = (name) => {
+      const text = form.elements[name].value.trim();
+      return text === "" ? null : Number(text);
+    };
     try {
       await apiPut(`/api/v1/sites/${encodeURIComponent(site.id)}`, {
         name: form.elements.name.value,
         time_zone: form.elements.time_zone.value.trim(),
         currency: form.elements.currency.value.trim().toUpperCase(),
         co2_g_per_kwh: co2 === "" ? null : Number(co2),
+        monthly_budget_kwh: optionalNumber("budget_kwh"),
+        monthly_budget_amount: optionalNumber("budget_amount"),
+        demand_limit_kw: optionalNumber("demand_limit"),
       });
       showMessage(message, true, t("admin_sites.saved"));
     } catch (error) {
@@ -60,6 +67,12 @@ function siteForm(site) {
       field("time_zone", "admin_sites.time_zone", site.time_zone, { required: true }),
       field("currency", "admin_sites.currency", site.currency, { required: true, size: "4" }),
       field("co2", "admin_sites.co2", site.co2_g_per_kwh, { inputmode: "decimal" }),
+      field("budget_kwh", "admin_sites.budget_kwh", site.monthly_budget_kwh, { inputmode: "decimal" }),
+      h("label", {},
+        h("span", {}, t("admin_sites.budget_amount", { currency: site.currency })), " ",
+        h("input", { name: "budget_amount", value: site.monthly_budget_amount ?? "", inputmode: "decimal" })),
+      field("demand_limit", "admin_sites.demand_limit", site.demand_limit_kw, { inputmode: "decimal" }),
+      h("p", { class: "hint" }, t("admin_sites.limits_hint")),
       h("button", { type: "submit", "data-action": "save-settings" }, t("admin_sites.save_settings"))),
     h("label", {}, h("span", {}, t("admin_sites.tariff")), h("br"), tariff),
     h("p", { class: "hint" }, t("admin_sites.tariff_hint")),

@@ -5,6 +5,7 @@ import { h, fill } from "./dom.js";
 import { devicePower, formatAgo, formatNumber, formatTime, formatValue, mergeLatest, onlineState } from "./format.js";
 import { onLangChange, t } from "./i18n.js";
 import { connectLive, initPage, showFatal } from "./layout.js";
+import { fetchWarnings, warningList } from "./warnings.js";
 
 const devices = new Map();
 
@@ -87,9 +88,12 @@ function applyUpdate(update) {
   renderSummary();
 }
 
-// Site cards: today's energy, cost and CO2 of each visible site.
+// Site cards: today's energy, cost and CO2 of each visible site, with a link
+// to the site's forecast and its budget and demand warnings.
 const SITE_REFRESH_MS = 45_000;
 let siteCards = [];
+// Warnings by site id; the server recomputes them once an hour.
+const siteWarnings = new Map();
 
 function siteCard({ site, energy }) {
   const kwh = energy.known
@@ -104,7 +108,9 @@ function siteCard({ site, energy }) {
     h("span", { class: "stat-value", "data-field": "kwh" }, kwh),
     h("span", { class: "stat-label", "data-field": "cost" }, t("site.cost", { value: cost })),
     h("span", { class: "stat-label", "data-field": "co2" }, t("site.co2", { value: co2 })),
-    energy.known ? null : h("span", { class: "badge badge-unknown", "data-field": "unknown" }, t("site.unknown")));
+    energy.known ? null : h("span", { class: "badge badge-unknown", "data-field": "unknown" }, t("site.unknown")),
+    h("a", { href: `/sites/${encodeURIComponent(site.id)}`, "data-field": "forecast-link" }, t("site.forecast_link")),
+    siteWarnings.has(site.id) ? warningList(siteWarnings.get(site.id), false) : null);
 }
 
 function renderSites() {
@@ -120,6 +126,16 @@ async function loadSites() {
   }
   siteCards = cards;
   renderSites();
+  // Warnings come after the cards because a first forecast can take seconds.
+  for (const { site } of cards) {
+    try {
+      siteWarnings.set(site.id, await fetchWarnings(site.id));
+    } catch (error) {
+      console.warn(`warnings of site ${site.id}: ${error.message}`);
+      siteWarnings.delete(site.id);
+    }
+  }
+  renderSites();
 }
 
 async function main() {
@@ -127,7 +143,7 @@ async function main() {
   await load();
   await loadSites();
   onLangChange(render);
-  onLangChange(renderSites);
+  onLangChange(() => loadSites().catch(showFatal));
   setInterval(() => loadSites().catch(showFatal), SITE_REFRESH_MS);
   // Relative times ("5 s ago") age while the page stays open.
   setInterval(() => {

@@ -6,6 +6,7 @@ import { h, fill } from "./dom.js";
 import { formatAgo, formatNumber, formatTime, formatValue, mergeLatest, onlineState } from "./format.js";
 import { currentLang, metricLabel, onLangChange, t } from "./i18n.js";
 import { connectLive, initPage, showFatal } from "./layout.js";
+import { mountForecastPanel } from "./forecast-panel.js";
 
 const RANGE_MS = { "1h": 3600e3, "24h": 86400e3, "7d": 7 * 86400e3 };
 
@@ -201,6 +202,7 @@ async function main() {
     throw error;
   }
   await loadSeries();
+  mountForecastPanel(document.getElementById("forecast-card"), `/api/v1/devices/${encodeURIComponent(deviceId)}/forecast`);
 
   document.getElementById("channel-select").addEventListener("change", (event) => {
     view.channel = event.target.value;

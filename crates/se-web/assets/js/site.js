@@ -1,0 +1,44 @@
+// Site page: budget and demand warnings, the site's forecast and its devices.
+
+import { apiGet } from "./api.js";
+import { h, fill } from "./dom.js";
+import { onLangChange, t } from "./i18n.js";
+import { initPage, showFatal } from "./layout.js";
+import { mountForecastPanel } from "./forecast-panel.js";
+import { fetchWarnings, warningList } from "./warnings.js";
+
+const siteId = decodeURIComponent(location.pathname.split("/").filter(Boolean)[1] ?? "");
+
+async function renderWarnings() {
+  const box = document.getElementById("warnings");
+  fill(box, h("p", { class: "hint" }, t("forecast.loading")));
+  try {
+    fill(box, warningList(await fetchWarnings(siteId), true));
+  } catch (error) {
+    fill(box, h("p", { class: "alert", role: "alert" }, error.message));
+  }
+}
+
+async function main() {
+  await initPage({ active: null, titleKey: "site.forecast_link" });
+  let site;
+  try {
+    site = await apiGet(`/api/v1/sites/${encodeURIComponent(siteId)}`);
+  } catch (error) {
+    if (error.status === 404 || error.status === 400) {
+      document.getElementById("site-content").hidden = true;
+      fill(document.getElementById("site-error"), h("p", { class: "alert", role: "alert" }, t("site.not_found")));
+      return;
+    }
+    throw error;
+  }
+  document.getElementById("site-name").textContent = site.name;
+  document.title = `${site.name} · ${t("app.title")}`;
+  fill(document.getElementById("site-devices"), site.devices.map((device) =>
+    h("li", {}, h("a", { href: `/devices/${encodeURIComponent(device)}` }, device))));
+  mountForecastPanel(document.getElementById("forecast-card"), `/api/v1/sites/${encodeURIComponent(siteId)}/forecast`);
+  await renderWarnings();
+  onLangChange(() => renderWarnings());
+}
+
+main().catch(showFatal);
