@@ -83,10 +83,16 @@ pub trait Store: Send + Sync + 'static {
     /// Returns percentiles (each `q` in `[0, 1]`) of a series over `[from_ms, to_ms)`.
     async fn series_percentiles(&self, series: &SeriesKey, from_ms: TimestampMs, to_ms: TimestampMs, quantiles: &[f64]) -> Result<PercentileReport, StoreError>;
 
-    /// Moves readings from the write-ahead head into compressed blocks and
-    /// brings the rollups they touch up to date. A background task calls it
-    /// periodically; queries are correct whether or not it has run.
+    /// Moves every reading from the head into compressed blocks and brings
+    /// the rollups they touch up to date. Queries are correct whether or not
+    /// it has run.
     async fn compact(&self, now_ms: TimestampMs) -> Result<CompactOutcome, StoreError>;
+
+    /// Compacts only the series that are due: those with many readings in
+    /// the head, or whose head readings have waited long enough. The
+    /// background task calls this; queries read the head as well, so results
+    /// do not depend on when a series is compacted.
+    async fn compact_due(&self, now_ms: TimestampMs) -> Result<CompactOutcome, StoreError>;
 
     /// Deletes blocks and rollup pages older than their retention.
     async fn enforce_retention(&self, now_ms: TimestampMs) -> Result<RetentionOutcome, StoreError>;

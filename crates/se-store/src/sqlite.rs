@@ -146,6 +146,26 @@ struct Inner {
 }
 
 impl SqliteStore {
+    /// Compacts `series` in groups of [`compact::SERIES_PER_TRANSACTION`],
+    /// one transaction per group, each taking the writer lock anew so
+    /// ingestion interleaves with a long compaction.
+    async fn compact_groups(&self, series: Vec<i64>) -> Result<CompactOutcome, StoreError> {
+        let mut outcome = CompactOutcome::default();
+        for group in series.chunks(compact::SERIES_PER_TRANSACTION) {
+            let group = group.to_vec();
+            let part = self.write("compact", move |writer| writer.compact_series(&group)).await?;
+            outcome.series += part.series;
+            outcome.readings += part.readings;
+            outcome.duplicates += part.duplicates;
+            outcome.blocks_written += part.blocks_written;
+            outcome.pages_written += part.pages_written;
+        }
+        if outcome.readings > 0 {
+            self.write("compact", |writer| writer.release_free_pages(compact::FREE_PAGE_RESERVE_BYTES)).await?;
+        }
+        Ok(outcome)
+    }
+
     /// Name of the database file inside the data directory.
     pub const FILE_NAME: &'static str = "smart-energy.db";
 
@@ -274,6 +294,14 @@ fn configure_writer(conn: &Connection, path: &str) -> Result<(), StoreError> {
         path: path.to_owned(),
         source,
     };
+    // Compaction empties the head table on every pass, and incremental
+    // vacuum lets it hand those pages back to the file system instead of
+    // keeping the file at its largest size. SQLite accepts the setting only
+    // on a new file, before WAL mode writes the header.
+    let pages: i64 = conn.pragma_query_value(None, "page_count", |row| row.get(0)).map_err(open_error)?;
+    if pages == 0 {
+        conn.pragma_update(None, "auto_vacuum", "INCREMENTAL").map_err(open_error)?;
+    }
     let mode: String = conn
         .pragma_update_and_check(None, "journal_mode", "wal", |row| row.get(0))
         .map_err(open_error)?;
@@ -282,6 +310,10 @@ fn configure_writer(conn: &Connection, path: &str) -> Result<(), StoreError> {
         warn!(path, journal_mode = %mode, "SQLite did not enable WAL mode, so reads wait for writes; put the data directory on a local disk");
     }
     conn.pragma_update(None, "synchronous", "NORMAL")
+        .map_err(open_error)?;
+    // A large compaction pass can grow the WAL to hundreds of megabytes;
+    // this truncates it back after each checkpoint.
+    conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)
         .map_err(open_error)?;
     conn.pragma_update(None, "foreign_keys", true)
         .map_err(open_error)?;
@@ -445,26 +477,23 @@ impl Store for SqliteStore {
     }
 
     async fn compact(&self, now_ms: TimestampMs) -> Result<CompactOutcome, StoreError> {
-        // One transaction per group of series, each taking the writer lock
-        // anew, so ingestion interleaves with a long compaction.
         let series = self.write("compact", |writer| writer.head_series()).await?;
-        let mut outcome = CompactOutcome::default();
-        for group in series.chunks(compact::SERIES_PER_TRANSACTION) {
-            let group = group.to_vec();
-            let part = self.write("compact", move |writer| writer.compact_series(&group)).await?;
-            outcome.series += part.series;
-            outcome.readings += part.readings;
-            outcome.duplicates += part.duplicates;
-            outcome.blocks_written += part.blocks_written;
-            outcome.pages_written += part.pages_written;
-        }
         let _ = now_ms;
-        Ok(outcome)
+        self.compact_groups(series).await
+    }
+
+    async fn compact_due(&self, now_ms: TimestampMs) -> Result<CompactOutcome, StoreError> {
+        let series = self
+            .write("compact", move |writer| writer.due_series(now_ms, compact::DUE_HEAD_READINGS, compact::DUE_HEAD_AGE_MS))
+            .await?;
+        self.compact_groups(series).await
     }
 
     async fn enforce_retention(&self, now_ms: TimestampMs) -> Result<RetentionOutcome, StoreError> {
         let retention = self.inner.options.retention;
-        self.write("enforce_retention", move |writer| writer.enforce_retention(now_ms, &retention)).await
+        let outcome = self.write("enforce_retention", move |writer| writer.enforce_retention(now_ms, &retention)).await?;
+        self.write("enforce_retention", |writer| writer.release_free_pages(compact::FREE_PAGE_RESERVE_BYTES)).await?;
+        Ok(outcome)
     }
 
     async fn storage_stats(&self) -> Result<StorageStats, StoreError> {

@@ -289,3 +289,53 @@ async fn retention_deletes_old_tiers_under_concurrent_writes() {
     let minute = stats.tiers.iter().find(|tier| tier.tier == "1m").unwrap();
     assert_eq!(minute.readings, 10_000, "only the recent day remains at minute resolution");
 }
+
+fn head_readings(stats: &se_store::StorageStats) -> u64 {
+    stats.tiers.iter().find(|tier| tier.tier == "head").map(|tier| tier.readings).unwrap()
+}
+
+#[tokio::test]
+async fn compact_due_waits_for_batch_or_age() {
+    let (_dir, store) = open(Retention::FOREVER);
+    // A busy series past the batch size, and a slow one with a few readings.
+    let busy: Vec<Reading> = (0..1500).map(|i| reading("rig-busy", "gpu0", T0 + i * 10_000, 200.0 + i as f64)).collect();
+    let slow: Vec<Reading> = (0..5).map(|i| reading("plug-slow", "main", T0 + i * 300_000, 40.0)).collect();
+    store.write_readings(&busy).await.unwrap();
+    store.write_readings(&slow).await.unwrap();
+    let query = SeriesQuery { device: DeviceId::parse("plug-slow").unwrap(), channel: ChannelName::parse("main").unwrap(), metric: Metric::Power, from_ms: T0, to_ms: T0 + DAY, max_points: 0 };
+    let before = store.query_series(&query).await.unwrap();
+
+    let now = se_core::now_ms();
+    let first = store.compact_due(now).await.unwrap();
+    assert_eq!(first.series, 1, "only the busy series is due");
+    assert_eq!(first.readings, 1500);
+    assert_eq!(head_readings(&store.storage_stats().await.unwrap()), 5);
+    assert_eq!(store.query_series(&query).await.unwrap(), before, "head readings are still queried");
+
+    let second = store.compact_due(now + 59 * MINUTE).await.unwrap();
+    assert_eq!(second.readings, 0, "the slow series is not due before an hour");
+
+    let third = store.compact_due(now + HOUR).await.unwrap();
+    assert_eq!(third.readings, 5);
+    assert_eq!(head_readings(&store.storage_stats().await.unwrap()), 0);
+    assert_eq!(store.query_series(&query).await.unwrap(), before);
+}
+
+#[tokio::test]
+async fn compaction_shrinks_database_file() {
+    let (dir, store) = open(Retention::FOREVER);
+    let readings: Vec<Reading> = (0..200_000).map(|i| reading(&format!("rig-{}", i % 20), "gpu0", T0 + (i / 20) * 1_000, (i % 997) as f64)).collect();
+    for batch in readings.chunks(10_000) {
+        store.write_readings(batch).await.unwrap();
+    }
+    // Closing the last connection checkpoints the WAL into the file and deletes it.
+    drop(store);
+    let file = dir.path().join(SqliteStore::FILE_NAME);
+    let before = std::fs::metadata(&file).unwrap().len();
+
+    let store = SqliteStore::open_with(dir.path(), StoreOptions { retention: Retention::FOREVER }).unwrap();
+    store.compact(T0).await.unwrap();
+    drop(store);
+    let after = std::fs::metadata(&file).unwrap().len();
+    assert!(after * 4 < before, "file {before} bytes before compaction, {after} after");
+}

@@ -26,6 +26,19 @@ pub(crate) const BLOCK_READINGS: usize = 4096;
 /// blocks, so this bounds how long raw readings outlive their retention.
 pub(crate) const MAX_APPEND_SPAN_MS: i64 = 86_400_000;
 
+/// Head readings that make a series due for compaction. Appending to a block
+/// rewrites it and its rollup pages, so a series that reports every few
+/// seconds is compacted in batches of this size instead of every pass.
+pub(crate) const DUE_HEAD_READINGS: u64 = 1024;
+
+/// Wall-clock time after which head readings are compacted however few they
+/// are, so a slow series reaches its blocks within this delay.
+pub(crate) const DUE_HEAD_AGE_MS: i64 = 3_600_000;
+
+/// Free space kept in the database file after compaction and retention,
+/// so the next batches reuse it before the file grows again.
+pub(crate) const FREE_PAGE_RESERVE_BYTES: i64 = 1 << 20;
+
 /// Series compacted per transaction, which bounds how long ingestion waits
 /// for the writer connection.
 pub(crate) const SERIES_PER_TRANSACTION: usize = 128;
@@ -41,6 +54,14 @@ pub(super) fn head_series(tx: &Transaction<'_>) -> Result<Vec<i64>, StoreError> 
     let mut select = tx.prepare_cached("SELECT DISTINCT series_id FROM readings").map_err(db(OP))?;
     let ids = select.query_map([], |row| row.get(0)).map_err(db(OP))?;
     ids.collect::<Result<_, _>>().map_err(db(OP))
+}
+
+/// Rows in the head table per series. Scans the whole head, so it runs once
+/// per open, not per compaction pass.
+pub(super) fn head_counts(tx: &Transaction<'_>) -> Result<Vec<(i64, u64)>, StoreError> {
+    let mut select = tx.prepare_cached("SELECT series_id, count(*) FROM readings GROUP BY series_id").map_err(db(OP))?;
+    let rows = select.query_map([], |row| Ok((row.get(0)?, row.get::<_, i64>(1)? as u64))).map_err(db(OP))?;
+    rows.collect::<Result<_, _>>().map_err(db(OP))
 }
 
 /// A stored block, decoded.

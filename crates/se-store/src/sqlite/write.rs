@@ -18,6 +18,18 @@ pub(crate) const MAX_INGEST_ERRORS: i64 = 10_000;
 #[derive(Default)]
 struct SeriesCache {
     ids: HashMap<DeviceId, HashMap<ChannelName, HashMap<Metric, i64>>>,
+    /// Head rows written per series since its last compaction, and when the
+    /// first of them arrived (wall clock, ms). Filled from the table on the
+    /// first compaction after open. A rolled-back batch leaves its rows
+    /// counted, which only makes that series due a little early.
+    head: HashMap<i64, HeadState>,
+    head_loaded: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct HeadState {
+    rows: u64,
+    since_ms: TimestampMs,
 }
 
 impl SeriesCache {
@@ -142,6 +154,29 @@ impl Writer {
         self.in_transaction("compact", |tx, _| super::compact::head_series(tx))
     }
 
+    /// Lists the series whose head holds at least `min_rows` readings, or
+    /// has held readings for `max_age_ms` of wall-clock time by `now_ms`.
+    pub(super) fn due_series(&mut self, now_ms: TimestampMs, min_rows: u64, max_age_ms: i64) -> Result<Vec<i64>, StoreError> {
+        if !self.series.head_loaded {
+            // After a restart the head may hold rows of an earlier run; they
+            // count as arriving now.
+            let counts = self.in_transaction("compact", |tx, _| super::compact::head_counts(tx))?;
+            for (series_id, rows) in counts {
+                self.series.head.insert(series_id, HeadState { rows, since_ms: now_ms });
+            }
+            self.series.head_loaded = true;
+        }
+        let mut due: Vec<i64> = self
+            .series
+            .head
+            .iter()
+            .filter(|(_, head)| head.rows >= min_rows || now_ms.saturating_sub(head.since_ms) >= max_age_ms)
+            .map(|(series_id, _)| *series_id)
+            .collect();
+        due.sort_unstable();
+        Ok(due)
+    }
+
     /// Compacts the given series in one transaction.
     pub(super) fn compact_series(&mut self, series: &[i64]) -> Result<CompactOutcome, StoreError> {
         self.in_transaction("compact", |tx, _| {
@@ -151,6 +186,27 @@ impl Writer {
             }
             Ok(outcome)
         })
+        .inspect(|_| {
+            for id in series {
+                self.series.head.remove(id);
+            }
+        })
+    }
+
+    /// Returns free pages beyond `reserve_bytes` to the file system. A no-op
+    /// on files created before incremental vacuum was enabled.
+    pub(super) fn release_free_pages(&mut self, reserve_bytes: i64) -> Result<(), StoreError> {
+        const OP: &str = "release_free_pages";
+        let free: i64 = self.conn.pragma_query_value(None, "freelist_count", |row| row.get(0)).map_err(db(OP))?;
+        let page_size: i64 = self.conn.pragma_query_value(None, "page_size", |row| row.get(0)).map_err(db(OP))?;
+        let excess = free - reserve_bytes / page_size.max(1);
+        if excess > 0 {
+            // SQLite frees one page per step of this statement, so every row must be read.
+            let mut vacuum = self.conn.prepare(&format!("PRAGMA incremental_vacuum({excess})")).map_err(db(OP))?;
+            let mut rows = vacuum.query([]).map_err(db(OP))?;
+            while rows.next().map_err(db(OP))?.is_some() {}
+        }
+        Ok(())
     }
 
     pub(super) fn enforce_retention(&mut self, now_ms: TimestampMs, retention: &Retention) -> Result<RetentionOutcome, StoreError> {
@@ -373,9 +429,12 @@ fn insert_readings(tx: &Transaction<'_>, series: &mut SeriesCache, readings: &[&
 
     let mut latest = tx.prepare_cached(UPSERT_LATEST).map_err(db(OP))?;
     let mut count = tx.prepare_cached(ADD_READING_COUNT).map_err(db(OP))?;
+    let arrived_ms = now_ms();
     for (series_id, change) in &changes {
         latest.execute(params![series_id, change.newest_ts, change.newest_value]).map_err(db(OP))?;
         count.execute(params![series_id, change.stored]).map_err(db(OP))?;
+        let head = series.head.entry(*series_id).or_insert(HeadState { rows: 0, since_ms: arrived_ms });
+        head.rows += change.stored as u64;
     }
     Ok(outcome)
 }

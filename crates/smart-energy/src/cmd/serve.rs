@@ -189,7 +189,7 @@ async fn run_store_maintenance(store: Arc<dyn Store>, compact_every: Duration, r
             _ = shutdown.cancelled() => return,
             _ = compact_tick.tick() => {
                 let started = std::time::Instant::now();
-                match store.compact(se_core::now_ms()).await {
+                match store.compact_due(se_core::now_ms()).await {
                     Ok(outcome) if outcome.readings > 0 => tracing::debug!(series = outcome.series, readings = outcome.readings, duplicates = outcome.duplicates, elapsed_ms = started.elapsed().as_millis() as u64, "compacted the store"),
                     Ok(_) => {}
                     Err(error) => tracing::error!(%error, "store compaction failed; new readings stay in the head table until the next pass"),
