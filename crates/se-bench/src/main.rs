@@ -4,7 +4,12 @@
 //! either to `smart-energy serve`, where a PUBACK means the reading is
 //! committed, or to Mosquitto with one subscriber counting what it receives.
 //! Each run starts its own server on free ports and stops it afterwards.
+//!
+//! `se-bench forecast` times model choice and day-ahead forecasts of many
+//! generated hourly series, without any server.
 
+mod forecast;
+mod generate;
 mod load;
 mod report;
 mod servers;
@@ -50,6 +55,9 @@ enum Command {
         #[command(flatten)]
         load: LoadArgs,
     },
+    /// Choose a model by backtest and forecast the next day for many
+    /// generated hourly series, in parallel.
+    Forecast(forecast::ForecastArgs),
     /// Print medians and ratios of the runs recorded in a JSON lines file.
     Summarize {
         /// File written by --json-out.
@@ -230,6 +238,7 @@ async fn main() -> anyhow::Result<()> {
             let result = bench_mosquitto(binary, max_queued_messages, &load).await?;
             finish(&result, &load)
         }
+        Command::Forecast(args) => forecast::run(&args),
         Command::Summarize { results } => {
             report::print_summary(&report::summarize(&results)?);
             Ok(())

@@ -43,7 +43,8 @@ pub fn quantile_ms(sorted: &[Duration], quantile: f64) -> f64 {
     sorted[index].as_secs_f64() * 1_000.0
 }
 
-pub fn append_json(path: &Path, result: &RunResult) -> anyhow::Result<()> {
+/// Appends `result` to `path` as one JSON line.
+pub fn append_json<T: Serialize>(path: &Path, result: &T) -> anyhow::Result<()> {
     let mut file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)

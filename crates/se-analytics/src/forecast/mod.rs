@@ -22,7 +22,7 @@ use serde::Serialize;
 use crate::error::{AnalyticsError, Result};
 use crate::series::HourlySeries;
 
-pub use ets::{EtsForecaster, MstlForecaster};
+pub use ets::{EtsForecaster, MstlForecaster, MstlTrend};
 pub use naive::{MeanForecaster, SeasonalNaive};
 pub use regression::CalendarRegression;
 
@@ -219,7 +219,8 @@ pub const DEFAULT_MODELS: [&str; 4] = ["naive", "naive-weekly", "regression", "m
 /// - `naive-weekly`: seasonal naive with a weekly period (same hour last week);
 /// - `regression`: least squares on hour of day, weekend, holidays and the
 ///   feature columns, fitted on the last four weeks;
-/// - `mstl`: MSTL decomposition with 24 h and 168 h periods, AutoETS trend;
+/// - `mstl`: MSTL decomposition with 24 h and 168 h periods and a naive
+///   (random walk) trend, fitted on the last eight weeks;
 /// - `ets`: AutoETS without season (augurs has no seasonal ETS), a level
 ///   and trend baseline.
 pub fn model_by_name(name: &str, options: &ModelOptions) -> Result<Box<dyn Forecaster>> {

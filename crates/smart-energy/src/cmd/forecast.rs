@@ -66,8 +66,8 @@ pub struct BacktestArgs {
     /// Comma-separated models. mean: mean of the last 4 weeks. naive: same hour
     /// yesterday. naive-weekly: same hour last week. regression: hour of day,
     /// weekend, holidays and feature columns, fitted on the last 4 weeks.
-    /// mstl: 24 h and 168 h seasons with an AutoETS trend, fitted on the last
-    /// 8 weeks. ets: AutoETS without season.
+    /// mstl: 24 h and 168 h seasons with a naive (random walk) trend, fitted
+    /// on the last 8 weeks. ets: AutoETS without season.
     #[arg(long, value_delimiter = ',', default_values_t = DEFAULT_MODELS.map(String::from))]
     models: Vec<String>,
     /// Prediction interval level, as a fraction: 0.95 gives 95 % intervals.
