@@ -1,18 +1,21 @@
-//! `se-bench`: end-to-end MQTT ingestion benchmark, on 127.0.0.1 only.
+//! `se-bench`: benchmarks of smart-energy, on 127.0.0.1 only.
 //!
-//! K publishers send N QoS 1 native telemetry messages (one GPU reading each)
-//! either to `smart-energy serve`, where a PUBACK means the reading is
-//! committed, or to Mosquitto with one subscriber counting what it receives.
-//! Each run starts its own server on free ports and stops it afterwards.
+//! `smart-energy` and `mosquitto` measure MQTT ingestion: K publishers send N QoS 1
+//! native telemetry messages (one GPU reading each) either to
+//! `smart-energy serve`, where a PUBACK means the reading is committed, or to
+//! Mosquitto with one subscriber counting what it receives. Each run starts
+//! its own server on free ports and stops it afterwards.
 //!
-//! `se-bench forecast` times model choice and day-ahead forecasts of many
-//! generated hourly series, without any server.
+//! `storage` compares the store with InfluxDB and PostgreSQL (see
+//! [`storage`]). `forecast` times model choice and day-ahead forecasts of
+//! many generated hourly series, without any server.
 
 mod forecast;
 mod generate;
 mod load;
 mod report;
 mod servers;
+mod storage;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -28,7 +31,7 @@ use report::RunResult;
 use servers::{Mosquitto, SmartEnergy};
 
 #[derive(Parser)]
-#[command(about = "MQTT ingestion benchmark of smart-energy serve and Mosquitto, on 127.0.0.1 only")]
+#[command(about = "Benchmarks of smart-energy against Mosquitto, InfluxDB and PostgreSQL, on 127.0.0.1 only")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -63,6 +66,8 @@ enum Command {
         /// File written by --json-out.
         results: PathBuf,
     },
+    /// Compare bytes per reading, query times and server memory with InfluxDB and PostgreSQL.
+    Storage(storage::StorageArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -243,5 +248,6 @@ async fn main() -> anyhow::Result<()> {
             report::print_summary(&report::summarize(&results)?);
             Ok(())
         }
+        Command::Storage(args) => storage::run(args).await,
     }
 }

@@ -163,6 +163,11 @@ impl SmartEnergy {
         Ok(stats.readings)
     }
 
+    /// Process id of the running server, for reading its memory use from /proc.
+    pub fn pid(&self) -> Option<u32> {
+        self.process.child.as_ref().map(Child::id)
+    }
+
     /// Stops the server; returns whether it exited on SIGTERM.
     pub fn stop(mut self) -> bool {
         self.process.stop()

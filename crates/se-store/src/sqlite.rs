@@ -289,6 +289,9 @@ fn in_snapshot<T>(conn: &mut Connection, operation: &'static str, work: impl FnO
     Ok(value)
 }
 
+/// Page cache of the writer connection, in KiB.
+const WRITER_CACHE_KIB: i64 = 64 * 1024;
+
 fn configure_writer(conn: &Connection, path: &str) -> Result<(), StoreError> {
     let open_error = |source| StoreError::Open {
         path: path.to_owned(),
@@ -310,6 +313,11 @@ fn configure_writer(conn: &Connection, path: &str) -> Result<(), StoreError> {
         warn!(path, journal_mode = %mode, "SQLite did not enable WAL mode, so reads wait for writes; put the data directory on a local disk");
     }
     conn.pragma_update(None, "synchronous", "NORMAL")
+        .map_err(open_error)?;
+    // Ingest batches touch the head, `latest` and `series` rows of thousands
+    // of series at once; with SQLite's default 2 MiB cache most of those
+    // pages were read back from the file on every batch.
+    conn.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)
         .map_err(open_error)?;
     // A large compaction pass can grow the WAL to hundreds of megabytes;
     // this truncates it back after each checkpoint.
