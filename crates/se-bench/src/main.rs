@@ -8,8 +8,10 @@
 //!
 //! `storage` compares the store with InfluxDB and PostgreSQL (see
 //! [`storage`]). `forecast` times model choice and day-ahead forecasts of
-//! many generated hourly series, without any server.
+//! many generated hourly series, without any server. `detect` scores the
+//! anomaly detectors on a simulated fleet with injected faults, in-process.
 
+mod detect;
 mod forecast;
 mod generate;
 mod load;
@@ -31,7 +33,7 @@ use report::RunResult;
 use servers::{Mosquitto, SmartEnergy};
 
 #[derive(Parser)]
-#[command(about = "Benchmarks of smart-energy against Mosquitto, InfluxDB and PostgreSQL, on 127.0.0.1 only")]
+#[command(about = "Benchmarks of smart-energy against Mosquitto, InfluxDB and PostgreSQL, of forecasting and of anomaly detection, on 127.0.0.1 only")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -61,6 +63,8 @@ enum Command {
     /// Choose a model by backtest and forecast the next day for many
     /// generated hourly series, in parallel.
     Forecast(forecast::ForecastArgs),
+    /// Inject faults into a simulated fleet in-process and score the anomaly detectors.
+    Detect(detect::DetectArgs),
     /// Print medians and ratios of the runs recorded in a JSON lines file.
     Summarize {
         /// File written by --json-out.
@@ -244,6 +248,7 @@ async fn main() -> anyhow::Result<()> {
             finish(&result, &load)
         }
         Command::Forecast(args) => forecast::run(&args),
+        Command::Detect(args) => detect::run(&args),
         Command::Summarize { results } => {
             report::print_summary(&report::summarize(&results)?);
             Ok(())

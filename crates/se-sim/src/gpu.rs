@@ -67,7 +67,9 @@ impl GpuModel {
 
         let load = self.utilization_pct / 100.0;
         let swing = if self.phase == Phase::Busy { rng.random_range(-25.0..25.0) } else { rng.random_range(-2.0..2.0) };
-        let power_w = ((IDLE_W + (FULL_W - IDLE_W) * load) * self.efficiency + swing).clamp(IDLE_W * 0.9, self.power_limit_w);
+        let demand_w = ((IDLE_W + (FULL_W - IDLE_W) * load) * self.efficiency + swing).max(IDLE_W * 0.9);
+        // A card at its limit regulates a few watts below it rather than reading the limit exactly.
+        let power_w = if demand_w > self.power_limit_w { self.power_limit_w - rng.random_range(0.0..4.0) } else { demand_w };
 
         // Temperature approaches an equilibrium set by power, with a time constant of about a minute.
         let equilibrium = 30.0 + power_w * 0.16;

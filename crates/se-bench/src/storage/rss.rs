@@ -49,7 +49,7 @@ pub async fn measure(binary: &Path, rigs: usize, gpus_per_rig: usize, steps: u64
     let pid = server.pid().ok_or_else(|| anyhow!("smart-energy serve has no process id"))?;
     eprintln!("  [rss] serve runs as pid {pid}; VmRSS at start {} MiB", proc_status_bytes(pid, "VmRSS")? / (1 << 20));
 
-    let config = FleetConfig { rigs, gpus_per_rig, rig_prefix: "rss".to_owned(), prototype: false };
+    let config = FleetConfig { rigs, gpus_per_rig, rig_prefix: "rss".to_owned(), prototype: false, ..FleetConfig::default() };
     let mut fleet = Fleet::new(config, 5);
     let series = rigs * gpus_per_rig * 5;
     let interval_ms = (interval_s * 1000) as i64;
