@@ -141,8 +141,11 @@ pub struct StoreOptions {
 struct Inner {
     path: PathBuf,
     options: StoreOptions,
-    writer: Mutex<Writer>,
+    // Fields drop in declaration order. The writer must close last: only a
+    // read-write connection that closes last checkpoints the WAL into the
+    // file and deletes it, and read-only readers cannot.
     readers: ReaderPool,
+    writer: Mutex<Writer>,
 }
 
 impl SqliteStore {
@@ -487,7 +490,11 @@ impl Store for SqliteStore {
     async fn compact(&self, now_ms: TimestampMs) -> Result<CompactOutcome, StoreError> {
         let series = self.write("compact", |writer| writer.head_series()).await?;
         let _ = now_ms;
-        self.compact_groups(series).await
+        let outcome = self.compact_groups(series).await?;
+        // A full compaction is run by hand or before a measurement, so it
+        // returns every free page instead of keeping the reserve.
+        self.write("compact", |writer| writer.release_free_pages(0)).await?;
+        Ok(outcome)
     }
 
     async fn compact_due(&self, now_ms: TimestampMs) -> Result<CompactOutcome, StoreError> {

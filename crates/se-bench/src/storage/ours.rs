@@ -76,6 +76,9 @@ impl Ours {
         let stats = self.store.storage_stats().await.context("read storage statistics")?;
         let dir = self.dir.clone();
         drop(self.store);
+        for (path, metadata) in super::files_under(&dir)? {
+            eprintln!("  [smart-energy] {}: {} bytes", path.display(), metadata.len());
+        }
         let allocated = disk_usage(&dir)?.allocated;
         let store = open(&dir)?;
         Ok((Ours { dir, store }, OurFootprint { tiers: stats.tiers, data_dir_allocated: allocated }))

@@ -13,7 +13,7 @@ use se_core::{ChannelName, Metric, Reading, TimestampMs};
 
 use super::compact::{blocks_overlapping, corrupt};
 use super::convert::{channel_from_sql, db, metric_from_sql};
-use crate::tsdb::rollup::{coarsen, decode_page, integrates_to_energy, minute_slots, Slot, Tier, MAX_HOLD_MS};
+use crate::tsdb::rollup::{coarsen, decode_page_into, integrates_to_energy, minute_slots, Slot, Tier, MAX_HOLD_MS};
 use crate::tsdb::{bucket_points, bucket_slots, merge_points, percentile, plan};
 use crate::{
     EnergyTotal, PercentileReport, RawQuery, Resolution, Retention, SeriesKey, SeriesPoint, SeriesQuery, StorageStats, StoreError, SumPoint, SumQuery, TierStats, TopBy, TopEntry, TopQuery,
@@ -63,7 +63,7 @@ pub(super) fn series_points(conn: &Connection, operation: &'static str, series_i
 /// Buckets that readings still in the head table can change (those from
 /// one hold before the oldest head reading onwards) are computed from raw
 /// readings instead, so answers never lag ingestion.
-pub(super) fn tier_slots(conn: &Connection, operation: &'static str, series_id: i64, tier: Tier, energy: bool, from: i64, to: i64) -> Result<BTreeMap<i64, Slot>, StoreError> {
+pub(super) fn tier_slots(conn: &Connection, operation: &'static str, series_id: i64, tier: Tier, energy: bool, from: i64, to: i64) -> Result<Vec<(i64, Slot)>, StoreError> {
     let start = tier.floor(from);
     let end = tier.floor(to - 1) + tier.bucket_ms();
     let head_min: Option<i64> = conn
@@ -72,7 +72,7 @@ pub(super) fn tier_slots(conn: &Connection, operation: &'static str, series_id: 
         .map_err(db(operation))?;
     let cut = head_min.map_or(end, |oldest| tier.floor(oldest - MAX_HOLD_MS)).clamp(start, end);
 
-    let mut slots = BTreeMap::new();
+    let mut slots = Vec::new();
     if cut > start {
         let mut select = conn
             .prepare_cached("SELECT page_ms, data FROM rollup_pages WHERE series_id = ?1 AND tier = ?2 AND page_ms > ?3 AND page_ms < ?4 ORDER BY page_ms")
@@ -82,8 +82,7 @@ pub(super) fn tier_slots(conn: &Connection, operation: &'static str, series_id: 
             .map_err(db(operation))?;
         for row in rows {
             let (page_ms, data) = row.map_err(db(operation))?;
-            let page = decode_page(tier, page_ms, &data).map_err(|error| corrupt(operation, series_id, error))?;
-            slots.extend(page.range(start..cut).map(|(key, slot)| (*key, *slot)));
+            decode_page_into(tier, page_ms, &data, start..cut, &mut slots).map_err(|error| corrupt(operation, series_id, error))?;
         }
     }
     if cut < end {
@@ -201,12 +200,12 @@ pub(super) fn energy_between(conn: &Connection, operation: &'static str, series_
         }
         let slots = if raw_kept {
             let points = series_points(conn, operation, series_id, start - MAX_HOLD_MS, end + MAX_HOLD_MS)?;
-            minute_slots(&points, start, end, true)
+            minute_slots(&points, start, end, true).into_iter().collect()
         } else {
             total.exact = false;
             tier_slots(conn, operation, series_id, Tier::Minute, true, start, end)?
         };
-        for slot in slots.values() {
+        for (_, slot) in &slots {
             total.energy_wh += slot.energy_wh;
             total.covered_ms += slot.covered_ms;
         }
@@ -222,7 +221,7 @@ pub(super) fn energy_between(conn: &Connection, operation: &'static str, series_
     }
     add_edge(from, first_hour, &mut total)?;
     add_edge(last_hour, to, &mut total)?;
-    for slot in tier_slots(conn, operation, series_id, Tier::Hour, true, first_hour, last_hour)?.values() {
+    for slot in tier_slots(conn, operation, series_id, Tier::Hour, true, first_hour, last_hour)?.iter().map(|(_, slot)| slot) {
         total.energy_wh += slot.energy_wh;
         total.covered_ms += slot.covered_ms;
     }
@@ -287,7 +286,7 @@ pub(super) fn percentiles(conn: &Connection, key: &SeriesKey, from: i64, to: i64
     let mut values: Vec<f64> = if exact {
         series_points(conn, OP, id, from, to)?.into_iter().map(|point| point.1).collect()
     } else {
-        tier_slots(conn, OP, id, Tier::Minute, false, from, to)?.values().filter_map(Slot::mean).collect()
+        tier_slots(conn, OP, id, Tier::Minute, false, from, to)?.iter().filter_map(|(_, slot)| slot.mean()).collect()
     };
     values.sort_by(f64::total_cmp);
     let report = quantiles.iter().filter_map(|q| percentile(&values, *q).map(|value| (*q, value))).collect();

@@ -6,7 +6,6 @@
 pub(crate) mod codec;
 pub(crate) mod rollup;
 
-use std::collections::BTreeMap;
 
 use crate::{Resolution, Retention, SeriesPoint};
 pub use rollup::{Slot, Tier};
@@ -119,10 +118,19 @@ fn tier_bucket(tier: Tier, from: i64, to: i64, wanted: i64, points: i64) -> i64 
 
 /// Groups rollup slots into output buckets of `bucket_ms` aligned to the
 /// epoch. Buckets without readings are left out.
-pub(crate) fn bucket_slots(slots: &BTreeMap<i64, Slot>, bucket_ms: i64) -> Vec<SeriesPoint> {
-    let mut buckets: BTreeMap<i64, Slot> = BTreeMap::new();
+/// `slots` must be sorted by bucket start, as [`crate::sqlite`] reads them.
+pub(crate) fn bucket_slots(slots: &[(i64, Slot)], bucket_ms: i64) -> Vec<SeriesPoint> {
+    let mut buckets: Vec<(i64, Slot)> = Vec::new();
     for (start, slot) in slots {
-        buckets.entry(start.div_euclid(bucket_ms) * bucket_ms).or_insert(Slot::EMPTY).merge(slot);
+        let bucket = start.div_euclid(bucket_ms) * bucket_ms;
+        match buckets.last_mut() {
+            Some((last, merged)) if *last == bucket => merged.merge(slot),
+            _ => {
+                let mut merged = Slot::EMPTY;
+                merged.merge(slot);
+                buckets.push((bucket, merged));
+            }
+        }
     }
     buckets
         .into_iter()

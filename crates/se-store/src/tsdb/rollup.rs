@@ -205,6 +205,15 @@ pub(crate) fn encode_page(tier: Tier, page_ms: i64, slots: &BTreeMap<i64, Slot>)
 
 /// Decompresses a page written by [`encode_page`] into slots keyed by bucket start.
 pub(crate) fn decode_page(tier: Tier, page_ms: i64, page: &[u8]) -> Result<BTreeMap<i64, Slot>, CodecError> {
+    let mut slots = Vec::new();
+    decode_page_into(tier, page_ms, page, i64::MIN..i64::MAX, &mut slots)?;
+    Ok(slots.into_iter().collect())
+}
+
+/// Decompresses a page like [`decode_page`] and appends the slots whose
+/// bucket start lies in `range` to `out`, in time order. Queries use this to
+/// avoid building a map per page.
+pub(crate) fn decode_page_into(tier: Tier, page_ms: i64, page: &[u8], range: std::ops::Range<i64>, out: &mut Vec<(i64, Slot)>) -> Result<(), CodecError> {
     if page.len() < 5 {
         return Err(CodecError::Truncated(page.len()));
     }
@@ -226,13 +235,18 @@ pub(crate) fn decode_page(tier: Tier, page_ms: i64, page: &[u8]) -> Result<BTree
         }
     }
 
-    let mut slots = BTreeMap::new();
+    // encode_page writes slots in key order, so the index column is sorted.
+    out.reserve(n);
     for i in 0..n {
+        let start = page_ms + index[i] * tier.bucket_ms();
+        if !range.contains(&start) {
+            continue;
+        }
         let count = count[i].max(0) as u64;
         let (min, max) = if count > 0 { (min[i], max[i]) } else { (f64::INFINITY, f64::NEG_INFINITY) };
-        slots.insert(page_ms + index[i] * tier.bucket_ms(), Slot { count, min, max, sum: sum[i], energy_wh: energy[i], covered_ms: covered[i] });
+        out.push((start, Slot { count, min, max, sum: sum[i], energy_wh: energy[i], covered_ms: covered[i] }));
     }
-    Ok(slots)
+    Ok(())
 }
 
 #[cfg(test)]
