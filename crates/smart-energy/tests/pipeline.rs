@@ -125,7 +125,7 @@ async fn import_gives_same_readings_as_mqtt() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "import failed: {stdout}{}", String::from_utf8_lossy(&output.stderr));
     assert!(stdout.contains("rows read:          29"), "{stdout}");
-    assert!(stdout.contains("readings stored:    28"), "{stdout}");
+    assert!(stdout.contains("rows stored:        28"), "{stdout}");
     assert!(stdout.contains("duplicates skipped: 1"), "{stdout}");
     assert!(stdout.contains("rows rejected:      0"), "{stdout}");
 
@@ -155,7 +155,7 @@ async fn import_reports_rejected_rows_by_line() {
         .expect("run the import");
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stdout}");
-    assert!(stdout.contains("readings stored:    2"), "{stdout}");
+    assert!(stdout.contains("rows stored:        2"), "{stdout}");
     assert!(stdout.contains("rows rejected:      3"), "{stdout}");
     assert!(stdout.contains("line 3:"), "{stdout}");
     assert!(stdout.contains("line 4:"), "{stdout}");

@@ -211,7 +211,7 @@ async fn write_rows(store: &SqliteStore, device: &DeviceId, rows: Vec<Row>, summ
 
 fn print_summary(summary: &Summary) {
     println!("rows read:          {}", summary.rows);
-    println!("readings stored:    {}", summary.stored);
+    println!("rows stored:        {}", summary.stored);
     println!("duplicates skipped: {}", summary.duplicates);
     println!("rows rejected:      {}", summary.rejected.len());
     for (line, reason) in &summary.rejected {
