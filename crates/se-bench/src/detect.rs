@@ -1,6 +1,7 @@
 //! `se-bench detect`: runs the se-sim fleet model in-process with randomly
-//! injected faults on some rigs, runs the se-analytics detectors on sliding
-//! windows as a server would, and scores the alerts against the ground truth.
+//! injected faults on some rigs, runs `se_analytics::anomaly::scan_device`
+//! (the detectors the server runs) on sliding windows, and scores the alerts
+//! against the ground truth.
 //!
 //! Scoring rules:
 //! - An alert is the first anomaly of one (device, channel, kind); later
@@ -19,12 +20,8 @@ use std::collections::{BTreeMap, HashMap};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use se_analytics::anomaly::{
-    detect_impossible, detect_load_spikes, detect_peer_excess, detect_psu_loss, detect_silence, detect_stuck, Anomaly, AnomalyKind, Direction, PeerConfig,
-    PeerSeries, Point, PsuLossConfig, SeriesKey, SilenceConfig, SpikeConfig, StuckConfig, ValueLimits,
-};
-use se_core::Lang;
-use se_core::Metric;
+use se_analytics::anomaly::{scan_device, Anomaly, AnomalyKind, DeviceSeries, Point, ScanConfig, WALL_CHANNEL};
+use se_core::{ChannelName, DeviceId, Lang, Metric};
 use se_sim::{Fault, FaultKind, FaultRecord, Fleet, FleetConfig};
 
 /// Settings of one detection benchmark run.
@@ -188,9 +185,10 @@ fn draw_faults(args: &DetectArgs, duration_ms: i64, warm_up_ms: i64) -> Vec<Faul
     faults
 }
 
-/// Runs every detector on the rig's readings in `[now - window_ms, now]`.
-/// Point anomalies (impossible values, spikes) count only when they end in
-/// the last `fresh_ms`, as a server that runs every `fresh_ms` would see them.
+/// Runs [`scan_device`], the detectors the server runs, on the rig's readings
+/// in `[now - window_ms, now]`. Point anomalies (impossible values, spikes)
+/// count only when they end in the last `fresh_ms`, as a server that runs
+/// every `fresh_ms` would see them.
 fn evaluate_rig(id: &str, rig: &RigData, now: i64, window_ms: i64, fresh_ms: i64) -> anyhow::Result<Vec<Anomaly>> {
     let from = now - window_ms;
     let window = |points: &[Point]| -> Vec<Point> {
@@ -198,39 +196,27 @@ fn evaluate_rig(id: &str, rig: &RigData, now: i64, window_ms: i64, fresh_ms: i64
         let end = points.partition_point(|p| p.ts_ms <= now);
         points[start..end].to_vec()
     };
-    let power: Vec<Vec<Point>> = rig.power.iter().map(|p| window(p)).collect();
-    let utilization: Vec<Vec<Point>> = rig.utilization.iter().map(|p| window(p)).collect();
-    let wall = window(&rig.wall);
-    let keys: Vec<SeriesKey> = (0..power.len()).map(|index| SeriesKey::parse(id, &format!("gpu{index}"), Metric::Power)).collect::<Result<_, _>>()?;
+    let mut device = DeviceSeries::new(DeviceId::parse(id)?);
+    for (index, (power, utilization)) in rig.power.iter().zip(&rig.utilization).enumerate() {
+        let channel = ChannelName::parse(&format!("gpu{index}"))?;
+        device.insert(channel.clone(), Metric::Power, window(power));
+        device.insert(channel.clone(), Metric::Utilization, window(utilization));
+        if let Some(limit_w) = rig.limit_w.get(index) {
+            device.insert(channel, Metric::PowerLimit, vec![Point::new(now, *limit_w)]);
+        }
+    }
+    device.insert(ChannelName::parse(WALL_CHANNEL)?, Metric::Power, window(&rig.wall));
 
-    let mut found = Vec::new();
-    let fresh = |anomaly: &Anomaly| anomaly.segment.end_ms > now - fresh_ms;
-
-    found.extend(detect_silence(&keys[0], &power[0], Some(now), &SilenceConfig::default())?);
-
-    let spikes = SpikeConfig { direction: Direction::Above, ..SpikeConfig::default() };
+    let config = ScanConfig::default();
     // A spike is scored once it has min_side_points successors, so it is new
     // when it ends in the period before them.
-    let spike_delay_ms = spikes.min_side_points as i64 * rig_interval_ms(rig);
-    for (index, key) in keys.iter().enumerate() {
-        let limits = ValueLimits::consumer_power(rig.limit_w.get(index).copied().unwrap_or(300.0) * 1.1)?;
-        found.extend(detect_impossible(key, &power[index], &limits)?.into_iter().filter(fresh));
-
-        let new_spike = |anomaly: &Anomaly| anomaly.segment.end_ms > now - fresh_ms - spike_delay_ms;
-        found.extend(detect_load_spikes(key, &power[index], &utilization[index], Metric::Utilization, &spikes)?.into_iter().filter(new_spike));
-
-        let peers: Vec<&[Point]> = power.iter().enumerate().filter(|(other, _)| *other != index).map(|(_, p)| p.as_slice()).collect();
-        found.extend(detect_stuck(key, &power[index], &peers, &StuckConfig::default())?);
-    }
-
-    let group: Vec<PeerSeries<'_>> =
-        keys.iter().zip(&power).zip(&utilization).map(|((key, power), load)| PeerSeries { key, power, load }).collect();
-    found.extend(detect_peer_excess(&group, &PeerConfig::default())?);
-
-    let wall_key = SeriesKey::parse(id, "wall", Metric::Power)?;
-    let gpu_slices: Vec<&[Point]> = power.iter().map(Vec::as_slice).collect();
-    found.extend(detect_psu_loss(&wall_key, &wall, &gpu_slices, &PsuLossConfig::default())?);
-    Ok(found)
+    let spike_delay_ms = config.spikes.min_side_points as i64 * rig_interval_ms(rig);
+    let is_new = |anomaly: &Anomaly| match anomaly.kind {
+        AnomalyKind::Impossible => anomaly.segment.end_ms > now - fresh_ms,
+        AnomalyKind::Spike => anomaly.segment.end_ms > now - fresh_ms - spike_delay_ms,
+        _ => true,
+    };
+    Ok(scan_device(&device, now, &config)?.into_iter().filter(is_new).collect())
 }
 
 /// Time between the rig's first two readings, or 30 s before it has two.

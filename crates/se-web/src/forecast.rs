@@ -55,7 +55,7 @@ fn horizon_hours(value: Option<&str>) -> Result<usize, ApiError> {
 
 /// Returns a site that `user` may see: any existing site for an admin
 /// (404 otherwise), an owned site for a building owner (403 otherwise).
-async fn accessible_site(state: &WebState, user: &CurrentUser, id: &str) -> Result<Site, ApiError> {
+pub(crate) async fn accessible_site(state: &WebState, user: &CurrentUser, id: &str) -> Result<Site, ApiError> {
     if user.role == Role::BuildingOwner {
         let owned = state.store.sites_of_user(user.id).await?;
         return owned
@@ -68,7 +68,7 @@ async fn accessible_site(state: &WebState, user: &CurrentUser, id: &str) -> Resu
 
 /// Returns the site of a device that `user` may see, with the same rules as
 /// [`accessible_site`] applied to the device's site.
-async fn accessible_device_site(state: &WebState, user: &CurrentUser, device: &DeviceId) -> Result<Site, ApiError> {
+pub(crate) async fn accessible_device_site(state: &WebState, user: &CurrentUser, device: &DeviceId) -> Result<Site, ApiError> {
     let site_id = state.store.device_site(device).await?;
     if user.role == Role::BuildingOwner {
         let owned = state.store.sites_of_user(user.id).await?;

@@ -11,6 +11,7 @@
 //! with the message in the language of `?lang=` or `Accept-Language`.
 
 mod accounts;
+mod anomalies;
 mod api;
 mod commands;
 mod discovery;
@@ -173,6 +174,8 @@ fn api_router(state: &WebState) -> Router<WebState> {
         .route("/sites/{id}/forecast", get(forecast::site_forecast))
         .route("/sites/{id}/warnings", get(forecast::site_warnings_route))
         .route("/devices/{id}/forecast", get(forecast::device_forecast))
+        .route("/sites/{id}/anomalies", get(anomalies::site_anomalies))
+        .route("/devices/{id}/anomalies", get(anomalies::device_anomalies))
         .route("/live", get(live::live))
         .route("/devices/{id}/commands", get(commands::list_commands).post(commands::send_command))
         .route_layer(middleware::from_fn_with_state(

@@ -156,19 +156,38 @@ fn power_update(device: &DeviceId, ts_ms: i64, gpu0_watts: f64) -> LiveUpdate {
     }
 }
 
-/// Counts pixels of the chart canvas in the mean line's colour (#1f6feb), so
-/// the check passes only when the series itself was drawn, not just the axes.
-const COUNT_SERIES_PIXELS: &str = r#"
-    const canvas = document.querySelector('#chart canvas');
+/// Counts the pixels of the first canvas under `arguments[0]` whose colour
+/// is within `arguments[4]` of RGB (`arguments[1..4]`) and whose alpha lies
+/// in `arguments[5]..arguments[6]`, so a check passes only when a line or an
+/// area of that colour was drawn, not just the axes. -1 without a canvas.
+const COUNT_COLOUR_PIXELS: &str = r#"
+    const [selector, red, green, blue, tolerance, alphaMin, alphaMax] = arguments;
+    const canvas = document.querySelector(selector);
     if (!canvas) return -1;
     const context = canvas.getContext('2d');
     const pixels = context.getImageData(0, 0, canvas.width, canvas.height).data;
     let count = 0;
     for (let i = 0; i < pixels.length; i += 4) {
-        if (Math.abs(pixels[i] - 31) < 12 && Math.abs(pixels[i + 1] - 111) < 12 && Math.abs(pixels[i + 2] - 235) < 12 && pixels[i + 3] > 200) count++;
+        if (Math.abs(pixels[i] - red) < tolerance && Math.abs(pixels[i + 1] - green) < tolerance
+            && Math.abs(pixels[i + 2] - blue) < tolerance && pixels[i + 3] > alphaMin && pixels[i + 3] < alphaMax) count++;
     }
     return count;
 "#;
+
+/// A colour to count with [`COUNT_COLOUR_PIXELS`]: RGB, tolerance, alpha range.
+struct Colour {
+    rgb: [u8; 3],
+    tolerance: u8,
+    alpha: (u8, u16),
+}
+
+/// The mean line of history charts (#1f6feb), opaque.
+const SERIES_LINE: Colour = Colour { rgb: [31, 111, 235], tolerance: 12, alpha: (200, 256) };
+/// The forecast line (#d9730d), opaque.
+const FORECAST_LINE: Colour = Colour { rgb: [217, 115, 13], tolerance: 12, alpha: (200, 256) };
+/// The shaded anomaly segment: rgba(207, 34, 46, 0.15) on the transparent
+/// canvas reads back as that colour with an alpha near 38.
+const ANOMALY_SHADE: Colour = Colour { rgb: [207, 34, 46], tolerance: 16, alpha: (20, 60) };
 
 /// Opens the dashboard, which redirects to the login form, and signs in.
 async fn log_in(browser: &Client, base: &str, username: &str, password: &str) {
@@ -250,7 +269,7 @@ async fn scenario(browser: &Client, base: &str, live: &LiveSender) {
         .click()
         .await
         .unwrap();
-    wait_for_drawn_pixels(browser, "#chart .uplot canvas", COUNT_SERIES_PIXELS, "series line").await;
+    wait_for_drawn_pixels(browser, "#chart .uplot canvas", &SERIES_LINE, "series line").await;
     let selected_metric = browser
         .find(Locator::Css("#metric-select"))
         .await
@@ -610,32 +629,29 @@ async fn tariff_editor_prices_today_card() {
     .await;
 }
 
-/// Counts pixels of the forecast chart canvas in the forecast line's colour
-/// (#d9730d), so the check passes only when the forecast itself was drawn.
-const COUNT_FORECAST_PIXELS: &str = r#"
-    const canvas = document.querySelector('#forecast-chart canvas');
-    if (!canvas) return -1;
-    const context = canvas.getContext('2d');
-    const pixels = context.getImageData(0, 0, canvas.width, canvas.height).data;
-    let count = 0;
-    for (let i = 0; i < pixels.length; i += 4) {
-        if (Math.abs(pixels[i] - 217) < 12 && Math.abs(pixels[i + 1] - 115) < 12 && Math.abs(pixels[i + 2] - 13) < 12 && pixels[i + 3] > 200) count++;
-    }
-    return count;
-"#;
 
 async fn wait_for_forecast_line(browser: &Client) {
-    wait_for_drawn_pixels(browser, "#forecast-chart .uplot canvas", COUNT_FORECAST_PIXELS, "forecast line").await;
+    wait_for_drawn_pixels(browser, "#forecast-chart .uplot canvas", &FORECAST_LINE, "forecast line").await;
 }
 
-/// Waits until `selector` exists and `count_script` counts more than 50
-/// pixels of a line's colour on it, or fails the test after [`WAIT`].
-async fn wait_for_drawn_pixels(browser: &Client, selector: &str, count_script: &str, line: &str) {
+/// Waits until `selector` exists and more than 50 of its pixels have
+/// `colour`, or fails the test after [`WAIT`].
+async fn wait_for_drawn_pixels(browser: &Client, selector: &str, colour: &Colour, line: &str) {
     wait_for_element(browser, selector).await;
+    let [red, green, blue] = colour.rgb;
+    let arguments = vec![
+        selector.into(),
+        red.into(),
+        green.into(),
+        blue.into(),
+        colour.tolerance.into(),
+        colour.alpha.0.into(),
+        colour.alpha.1.into(),
+    ];
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
         let drawn = browser
-            .execute(count_script, vec![])
+            .execute(COUNT_COLOUR_PIXELS, arguments.clone())
             .await
             .unwrap()
             .as_i64()
@@ -738,6 +754,106 @@ async fn site_forecast_chart_and_warning() {
         browser.goto(&format!("{}/devices/rig-fc", harness.base)).await.unwrap();
         wait_for_forecast_line(browser).await;
         screenshot(browser, "/tmp/se-device-forecast.png").await;
+    })
+    .await;
+}
+
+/// Readings of a 4-GPU rig over the last 2 hours, every 30 s: power around
+/// 200 W ± 20 W at about 95 % utilization with a 250 W limit. With `faulty`,
+/// GPU 1 repeats 200 W over the last 30 minutes (stuck) and GPU 2 reads
+/// 520 W once, 20 minutes ago (a spike, and above 1.1 × the limit).
+fn anomaly_rig(id: &str, faulty: bool) -> Vec<Reading> {
+    let device = DeviceId::parse(id).unwrap();
+    let now = now_ms();
+    let steps = 240;
+    let mut readings = Vec::new();
+    for step in 0..steps {
+        let ts = now - (steps - 1 - step) * 30_000;
+        for gpu in 0..4 {
+            let noise = ((step as f64 + 37.0 * gpu as f64) * 0.618_033_988_75).fract() - 0.5;
+            let load_noise = (step as f64 * 0.414_213_562_37 + 0.25 * gpu as f64).fract() - 0.5;
+            let mut watts = ((200.0 + 40.0 * noise) * 10.0).round() / 10.0;
+            if faulty && gpu == 1 && step >= steps - 60 {
+                watts = 200.0;
+            }
+            if faulty && gpu == 2 && step == steps - 40 {
+                watts = 520.0;
+            }
+            let channel = format!("gpu{gpu}");
+            readings.push(Reading::new(device.clone(), &channel, Metric::Power, ts, watts));
+            readings.push(Reading::new(device.clone(), &channel, Metric::Utilization, ts, ((95.0 + 5.0 * load_noise) * 10.0).round() / 10.0));
+            readings.push(Reading::new(device.clone(), &channel, Metric::PowerLimit, ts, 250.0));
+        }
+    }
+    readings
+}
+
+
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn site_anomalies_list_and_chart() {
+    with_browser(Some(ADMIN_PASSWORD), async |browser, harness, _| {
+        let mut readings = anomaly_rig("rig-an", true);
+        readings.extend(anomaly_rig("rig-ok", false));
+        harness.store.write_readings(&readings).await.unwrap();
+        for (id, name) in [("farm", "Farm"), ("calm", "Calm")] {
+            let site = se_store::Site {
+                id: id.into(),
+                name: name.into(),
+                time_zone: "UTC".into(),
+                currency: "EUR".into(),
+                tariff_json: None,
+                co2_g_per_kwh: None,
+            };
+            harness.store.upsert_site(&site).await.unwrap();
+        }
+        harness.store.assign_device(&DeviceId::parse("rig-an").unwrap(), "farm").await.unwrap();
+        harness.store.assign_device(&DeviceId::parse("rig-ok").unwrap(), "calm").await.unwrap();
+
+        log_in(browser, &harness.base, "admin", ADMIN_PASSWORD).await;
+        wait_for_element(browser, "#device-table").await;
+        browser.goto(&format!("{}/sites/farm", harness.base)).await.unwrap();
+
+        // Critical anomalies come first, so the stuck sensor (a warning) is last.
+        let stuck_item = r#"#anomaly-list .anomaly-item[data-anomaly-kind="stuck"]"#;
+        let stuck = wait_for_text(browser, stuck_item, |text| !text.is_empty()).await;
+        assert!(stuck.contains("GPU 1 of rig-an: power stayed at exactly 200.0 W"), "{stuck}");
+        assert!(stuck.starts_with("Warning"), "{stuck}");
+        let items = browser.find_all(Locator::Css("#anomaly-list .anomaly-item")).await.unwrap();
+        let mut kinds = Vec::new();
+        for item in &items {
+            kinds.push(item.attr("data-anomaly-kind").await.unwrap().unwrap_or_default());
+        }
+        assert_eq!(kinds, ["spike", "impossible", "stuck"]);
+        let badge = wait_for_text(browser, r#".anomaly-item[data-anomaly-kind="spike"] .badge"#, |text| !text.is_empty()).await;
+        assert_eq!(badge, "Critical");
+
+        // Selecting the anomaly draws its series with the segment shaded.
+        browser.find(Locator::Css(stuck_item)).await.unwrap().click().await.unwrap();
+        wait_for_element(browser, &format!(r#"{stuck_item}[aria-pressed="true"]"#)).await;
+        let chart_title = wait_for_text(browser, "#anomaly-chart-title", |text| !text.is_empty()).await;
+        assert_eq!(chart_title, "rig-an · gpu1 · Power");
+        wait_for_drawn_pixels(browser, "#anomaly-chart .uplot canvas", &SERIES_LINE, "series line").await;
+        wait_for_drawn_pixels(browser, "#anomaly-chart .uplot canvas", &ANOMALY_SHADE, "shaded segment").await;
+        browser.set_window_size(1280, 1500).await.unwrap();
+        screenshot(browser, "/tmp/se-site-anomalies.png").await;
+
+        // French: the server's messages and the badges follow the language, and the selection stays.
+        browser.find(Locator::Css(r#"button[data-lang="fr"]"#)).await.unwrap().click().await.unwrap();
+        let french = wait_for_text(browser, stuck_item, |text| text.contains("Le GPU")).await;
+        assert!(french.contains("Le GPU 1 de rig-an : la puissance reste à exactement 200,0 W"), "{french}");
+        assert!(french.starts_with("Avertissement"), "{french}");
+        wait_for_element(browser, &format!(r#"{stuck_item}[aria-pressed="true"]"#)).await;
+        wait_for_drawn_pixels(browser, "#anomaly-chart .uplot canvas", &SERIES_LINE, "series line").await;
+        browser.find(Locator::Css(r#"button[data-lang="en"]"#)).await.unwrap().click().await.unwrap();
+
+        // The page of a healthy site shows the empty-list text.
+        browser.goto(&format!("{}/sites/calm", harness.base)).await.unwrap();
+        let none = wait_for_text(browser, r#"#anomaly-list [data-anomalies="none"]"#, |text| !text.is_empty()).await;
+        assert_eq!(none, "No anomaly in the last 6 hours.");
+        browser.find(Locator::Css(r#"#anomalies-card button[data-hours="24"]"#)).await.unwrap().click().await.unwrap();
+        let none = wait_for_text(browser, r#"#anomaly-list [data-anomalies="none"]"#, |text| text.contains("24")).await;
+        assert_eq!(none, "No anomaly in the last 24 hours.");
     })
     .await;
 }

@@ -4,7 +4,8 @@
 //! where it needs one, the current time passed in by the caller. Each returns
 //! [`Anomaly`] values that name the series, the kind, a severity, a score, the
 //! time segment that shows the anomaly and a reason with its numbers, in
-//! English and French ([`Anomaly::message`]).
+//! English and French ([`Anomaly::message`]). [`scan_device`] runs every
+//! detector that applies to one device's readings, as the server does.
 //!
 //! Input rules shared by all detectors:
 //! - times must be in non-decreasing order, or the detector returns
@@ -22,6 +23,7 @@ mod peer;
 mod psu;
 mod reason;
 mod residual;
+mod scan;
 mod silence;
 mod spike;
 mod stats;
@@ -38,6 +40,7 @@ pub use peer::{detect_peer_excess, PeerConfig, PeerSeries};
 pub use psu::{detect_psu_loss, PsuLossConfig};
 pub use reason::{AnomalyReason, Bound};
 pub use residual::{detect_forecast_deviation, rolling_median, Direction, ResidualConfig};
+pub use scan::{gpu_index, scan_device, DeviceSeries, ScanConfig, WALL_CHANNEL};
 pub use silence::{detect_silence, SilenceConfig};
 pub use spike::{detect_load_spikes, detect_spikes, SpikeConfig};
 pub use stats::{mad, median};

@@ -1,9 +1,10 @@
-// Site page: budget and demand warnings, the site's forecast and its devices.
+// Site page: budget and demand warnings, anomalies, the site's forecast and its devices.
 
 import { apiGet } from "./api.js";
 import { h, fill } from "./dom.js";
 import { onLangChange, t } from "./i18n.js";
 import { initPage, showFatal } from "./layout.js";
+import { mountAnomalyPanel } from "./anomaly-panel.js";
 import { mountForecastPanel } from "./forecast-panel.js";
 import { fetchWarnings, warningList } from "./warnings.js";
 
@@ -36,6 +37,7 @@ async function main() {
   document.title = `${site.name} · ${t("app.title")}`;
   fill(document.getElementById("site-devices"), site.devices.map((device) =>
     h("li", {}, h("a", { href: `/devices/${encodeURIComponent(device)}` }, device))));
+  mountAnomalyPanel(document.getElementById("anomalies-card"), `/api/v1/sites/${encodeURIComponent(siteId)}/anomalies`);
   mountForecastPanel(document.getElementById("forecast-card"), `/api/v1/sites/${encodeURIComponent(siteId)}/forecast`);
   await renderWarnings();
   onLangChange(() => renderWarnings());
