@@ -461,9 +461,39 @@ impl Store for SqliteStore {
     }
 
     async fn query_sum(&self, query: &SumQuery) -> Result<Vec<SumPoint>, StoreError> {
-        let query = query.clone();
+        // A site chart decodes thousands of rollup pages, so its series are
+        // split between reader connections that run on separate cores. Each
+        // part reads its own snapshot, so a write that commits in between
+        // may show in some series of a bucket and not yet in others.
         let retention = self.inner.options.retention;
-        self.read("query_sum", move |conn| in_snapshot(conn, "query_sum", |conn| series_read::query_sum(conn, &query, now_ms(), &retention))).await
+        let now = now_ms();
+        let parts = std::thread::available_parallelism().map_or(1, |cores| cores.get()).clamp(1, READ_CONNECTIONS);
+        let chunk = query.series.len().div_ceil(parts).max(1);
+        if query.series.is_empty() {
+            // Still validate the range and point count.
+            let part = query.clone();
+            return self.read("query_sum", move |conn| series_read::query_sum(conn, &part, now, &retention)).await;
+        }
+        let mut tasks = tokio::task::JoinSet::new();
+        for series in query.series.chunks(chunk) {
+            let part = SumQuery { series: series.to_vec(), ..query.clone() };
+            let store = self.clone();
+            tasks.spawn(async move {
+                store
+                    .read("query_sum", move |conn| in_snapshot(conn, "query_sum", |conn| series_read::query_sum(conn, &part, now, &retention)))
+                    .await
+            });
+        }
+        let mut sums: std::collections::BTreeMap<TimestampMs, SumPoint> = std::collections::BTreeMap::new();
+        while let Some(joined) = tasks.join_next().await {
+            let points = joined.map_err(|error| StoreError::Worker(format!("query_sum did not finish: {error}")))??;
+            for point in points {
+                let entry = sums.entry(point.ts_ms).or_insert(SumPoint { ts_ms: point.ts_ms, sum: 0.0, series: 0 });
+                entry.sum += point.sum;
+                entry.series += point.series;
+            }
+        }
+        Ok(sums.into_values().collect())
     }
 
     async fn top_series(&self, query: &TopQuery) -> Result<Vec<TopEntry>, StoreError> {
