@@ -27,7 +27,7 @@ pub struct StoreArgs {
     /// Configuration file whose [store] section sets retention.
     #[arg(long, env = "SMART_ENERGY_CONFIG")]
     config: Option<PathBuf>,
-    /// Print JSON instead of a table.
+    /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
 }
@@ -81,6 +81,10 @@ async fn compact(args: &StoreArgs) -> anyhow::Result<()> {
     let compacted = store.compact(se_core::now_ms()).await;
     spinner.finish_and_clear();
     let outcome = compacted?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&outcome)?);
+        return Ok(());
+    }
     println!(
         "compacted {} readings of {} series into {} blocks ({} duplicates dropped, {} rollup pages written)",
         outcome.readings, outcome.series, outcome.blocks_written, outcome.duplicates, outcome.pages_written
