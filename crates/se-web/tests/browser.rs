@@ -846,6 +846,9 @@ async fn site_anomalies_list_and_chart() {
         wait_for_element(browser, &format!(r#"{stuck_item}[aria-pressed="true"]"#)).await;
         wait_for_drawn_pixels(browser, "#anomaly-chart .uplot canvas", &SERIES_LINE, "series line").await;
         browser.find(Locator::Css(r#"button[data-lang="en"]"#)).await.unwrap().click().await.unwrap();
+        // The page stores the choice once the English strings have loaded,
+        // just before it redraws, so wait for the redraw before leaving.
+        wait_for_text(browser, stuck_item, |text| text.starts_with("Warning")).await;
 
         // The page of a healthy site shows the empty-list text.
         browser.goto(&format!("{}/sites/calm", harness.base)).await.unwrap();
