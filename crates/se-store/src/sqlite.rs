@@ -284,7 +284,18 @@ impl Inner {
     }
 }
 
-/// Runs `work` in a read transaction, so every statement in it sees the same snapshot.
+/// Adds up the bucket sums and series counts of several parts of one site sum.
+fn merge_sum_parts(parts: Vec<Vec<SumPoint>>) -> Vec<SumPoint> {
+    let mut sums: std::collections::BTreeMap<TimestampMs, SumPoint> = std::collections::BTreeMap::new();
+    for point in parts.into_iter().flatten() {
+        let entry = sums.entry(point.ts_ms).or_insert(SumPoint { ts_ms: point.ts_ms, sum: 0.0, series: 0 });
+        entry.sum += point.sum;
+        entry.series += point.series;
+    }
+    sums.into_values().collect()
+}
+
+/// Runs `work` in a read transaction, so every statement in it reads the same snapshot.
 fn in_snapshot<T>(conn: &mut Connection, operation: &'static str, work: impl FnOnce(&Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
     let tx = conn.transaction().map_err(convert::db(operation))?;
     let value = work(&tx)?;
@@ -318,7 +329,7 @@ fn configure_writer(conn: &Connection, path: &str) -> Result<(), StoreError> {
     conn.pragma_update(None, "synchronous", "NORMAL")
         .map_err(open_error)?;
     // Ingest batches touch the head, `latest` and `series` rows of thousands
-    // of series at once; with SQLite's default 2 MiB cache most of those
+    // of series at once. With SQLite's default 2 MiB cache, most of those
     // pages were read back from the file on every batch.
     conn.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)
         .map_err(open_error)?;
@@ -469,11 +480,13 @@ impl Store for SqliteStore {
         let now = now_ms();
         let parts = std::thread::available_parallelism().map_or(1, |cores| cores.get()).clamp(1, READ_CONNECTIONS);
         let chunk = query.series.len().div_ceil(parts).max(1);
+
         if query.series.is_empty() {
             // Still validate the range and point count.
             let part = query.clone();
             return self.read("query_sum", move |conn| series_read::query_sum(conn, &part, now, &retention)).await;
         }
+
         let mut tasks = tokio::task::JoinSet::new();
         for series in query.series.chunks(chunk) {
             let part = SumQuery { series: series.to_vec(), ..query.clone() };
@@ -484,16 +497,12 @@ impl Store for SqliteStore {
                     .await
             });
         }
-        let mut sums: std::collections::BTreeMap<TimestampMs, SumPoint> = std::collections::BTreeMap::new();
+
+        let mut parts = Vec::new();
         while let Some(joined) = tasks.join_next().await {
-            let points = joined.map_err(|error| StoreError::Worker(format!("query_sum did not finish: {error}")))??;
-            for point in points {
-                let entry = sums.entry(point.ts_ms).or_insert(SumPoint { ts_ms: point.ts_ms, sum: 0.0, series: 0 });
-                entry.sum += point.sum;
-                entry.series += point.series;
-            }
+            parts.push(joined.map_err(|error| StoreError::Worker(format!("query_sum did not finish: {error}")))??);
         }
-        Ok(sums.into_values().collect())
+        Ok(merge_sum_parts(parts))
     }
 
     async fn top_series(&self, query: &TopQuery) -> Result<Vec<TopEntry>, StoreError> {

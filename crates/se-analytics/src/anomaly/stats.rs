@@ -83,6 +83,7 @@ mod tests {
     fn fit_line_without_spread_is_mean() {
         assert_eq!(fit_line(&[(5.0, 1.0), (5.0, 3.0)]), Some((2.0, 0.0)));
         let (intercept, slope) = fit_line(&[(0.0, 1.0), (1.0, 3.0), (2.0, 5.0)]).unwrap();
-        assert!((intercept - 1.0).abs() < 1e-12 && (slope - 2.0).abs() < 1e-12);
+        assert!((intercept - 1.0).abs() < 1e-12, "intercept {intercept}");
+        assert!((slope - 2.0).abs() < 1e-12, "slope {slope}");
     }
 }

@@ -234,7 +234,8 @@ mod tests {
         let config = parse("[store]\ncompact_interval = \"soon\"\n[store.retention]\nraw = \"-3d\"\n1h = \"a year\"\n");
         let problems = config.problems();
         assert_eq!(problems.len(), 3, "{problems:?}");
-        assert!(problems[0].contains("store.compact_interval") && problems[0].contains("soon"), "{}", problems[0]);
+        assert!(problems[0].contains("store.compact_interval"), "{}", problems[0]);
+        assert!(problems[0].contains("soon"), "{}", problems[0]);
         assert!(problems.iter().any(|problem| problem.contains("store.retention.raw") && problem.contains("-3d")), "{problems:?}");
         assert!(problems.iter().any(|problem| problem.contains("store.retention.1h") && problem.contains("forever")), "{problems:?}");
     }
