@@ -2,20 +2,29 @@
 //! - `GET /api/v1/sites/{id}/anomalies?hours=N`
 //! - `GET /api/v1/devices/{id}/anomalies?hours=N`
 //!
-//! Each request reads the last `hours` hours of the power, utilization and
-//! power limit readings of the devices and runs
-//! [`se_analytics::anomaly::scan_device`] on each device. Nothing is cached,
-//! so every request scans again. Access rules are those of the forecast
-//! routes.
+//! A scan reads the last `hours` hours of raw readings of the devices and
+//! their hourly means over the days before, and runs
+//! [`se_analytics::anomaly::scan_site`]. A device route scans the device
+//! with the same-model devices of its site as peers and returns the
+//! device's anomalies. Scans are cached for a minute by site or device and
+//! window ([`cache`]). Access rules are those of the forecast routes.
+
+mod cache;
+mod load;
 
 use std::cmp::Reverse;
 
 use axum::extract::State;
 use axum::Json;
-use se_analytics::anomaly::{scan_device, Anomaly, AnomalyKind, DeviceSeries, ScanConfig, Severity};
+use jiff::tz::TimeZone;
+use se_analytics::anomaly::{same_gpu_model, scan_site, Anomaly, AnomalyKind, SiteScanConfig, Severity};
 use se_core::{now_ms, ChannelName, DeviceId, Lang, Metric, TimestampMs};
-use se_store::RawQuery;
+use se_store::Site;
 use serde::{Deserialize, Serialize};
+
+pub(crate) use cache::AnomalyCache;
+use cache::{Scan, Scope};
+use load::{HourRange, HOUR_MS};
 
 use crate::auth::CurrentUser;
 use crate::error::ApiError;
@@ -26,17 +35,12 @@ use crate::params;
 use crate::sites::SitePath;
 use crate::WebState;
 
-const HOUR_MS: i64 = 3_600_000;
-
 /// Window scanned when `hours=` is missing.
 pub(crate) const DEFAULT_HOURS: u32 = 6;
 
-/// Maximum of `hours=`. Raw readings are read and scanned on every request,
-/// so this bounds the work of one request.
+/// Maximum of `hours=`. A scan reads every raw reading of the window, so
+/// this bounds the work of one scan.
 pub(crate) const MAX_HOURS: u32 = 48;
-
-/// Metrics the detectors read; the others are not fetched.
-const SCANNED_METRICS: [Metric; 3] = [Metric::Power, Metric::Utilization, Metric::PowerLimit];
 
 #[derive(Deserialize)]
 pub(crate) struct AnomalyParams {
@@ -79,11 +83,19 @@ pub(crate) struct AnomaliesResponse {
     /// The device of a device route; `null` for a site.
     device: Option<DeviceId>,
     hours: u32,
-    /// Scanned window `[from_ms, to_ms]`; `to_ms` is the time of the request.
+    /// Scanned window of raw readings `[from_ms, to_ms]`. `to_ms` is the
+    /// time the scan started, which a cached answer keeps.
     from_ms: TimestampMs,
     to_ms: TimestampMs,
     /// Critical first, then warnings, then information; newest first within a severity.
     anomalies: Vec<AnomalyView>,
+}
+
+impl AnomaliesResponse {
+    fn new(site: String, device: Option<DeviceId>, hours: u32, scan: &Scan, lang: Lang) -> Self {
+        let anomalies = scan.anomalies.iter().map(|anomaly| AnomalyView::new(anomaly, lang)).collect();
+        Self { site, device, hours, from_ms: scan.from_ms, to_ms: scan.to_ms, anomalies }
+    }
 }
 
 fn window_hours(value: Option<&str>) -> Result<u32, ApiError> {
@@ -100,11 +112,9 @@ pub(crate) async fn site_anomalies(
 ) -> Result<Json<AnomaliesResponse>, ApiError> {
     let hours = window_hours(query.hours.as_deref())?;
     let site = accessible_site(&state, &user, &id).await?;
-    let devices = state.store.site_devices(&site.id).await?;
-    let to_ms = now_ms();
-    let from_ms = to_ms - i64::from(hours) * HOUR_MS;
-    let anomalies = scan_devices(&state, devices, from_ms, to_ms, lang).await?;
-    Ok(Json(AnomaliesResponse { site: site.id, device: None, hours, from_ms, to_ms, anomalies }))
+    let scope = Scope::Site(site.id.clone());
+    let scan = state.anomalies.get_or_scan(scope, hours, || scan_site_devices(&state, &site, None, hours)).await?;
+    Ok(Json(AnomaliesResponse::new(site.id, None, hours, &scan, lang)))
 }
 
 /// `GET /api/v1/devices/{id}/anomalies?hours=N`
@@ -117,50 +127,60 @@ pub(crate) async fn device_anomalies(
 ) -> Result<Json<AnomaliesResponse>, ApiError> {
     let hours = window_hours(query.hours.as_deref())?;
     let site = accessible_device_site(&state, &user, &device).await?;
-    let to_ms = now_ms();
-    let from_ms = to_ms - i64::from(hours) * HOUR_MS;
-    let anomalies = scan_devices(&state, vec![device.clone()], from_ms, to_ms, lang).await?;
-    Ok(Json(AnomaliesResponse { site: site.id, device: Some(device), hours, from_ms, to_ms, anomalies }))
+    let scope = Scope::Device(device.clone());
+    let scan = state.anomalies.get_or_scan(scope, hours, || scan_site_devices(&state, &site, Some(&device), hours)).await?;
+    Ok(Json(AnomaliesResponse::new(site.id, Some(device), hours, &scan, lang)))
 }
 
-/// Reads the scanned metrics of each device over `[from_ms, to_ms]`, scans
-/// them on a blocking thread and returns the anomalies in response order.
-async fn scan_devices(state: &WebState, devices: Vec<DeviceId>, from_ms: TimestampMs, to_ms: TimestampMs, lang: Lang) -> Result<Vec<AnomalyView>, ApiError> {
-    let mut grouped = Vec::with_capacity(devices.len());
-    for device in devices {
-        let mut readings = Vec::new();
-        for metric in SCANNED_METRICS {
-            let query = RawQuery {
-                device: device.clone(),
-                channel: None,
-                metric: Some(metric),
-                from_ms,
-                // The store's end bound is exclusive, and a reading at `to_ms` counts.
-                to_ms: to_ms.saturating_add(1),
-                limit: 0,
-            };
-            readings.extend(state.store.raw_readings(&query).await?);
+/// Scans the devices of `site` over the last `hours` hours, or only `device`
+/// with the same-model devices of the site as peers, and returns the
+/// anomalies in response order.
+async fn scan_site_devices(state: &WebState, site: &Site, device: Option<&DeviceId>, hours: u32) -> Result<Scan, ApiError> {
+    let started = std::time::Instant::now();
+    let zone = TimeZone::get(&site.time_zone).map_err(|_| ApiError::InvalidTimeZone { value: site.time_zone.clone() })?;
+    let config = SiteScanConfig::default();
+    let to_ms = now_ms();
+    let from_ms = to_ms - i64::from(hours) * HOUR_MS;
+    let history = HourRange::complete_hours(config.history_start_ms(from_ms, to_ms), to_ms);
+
+    let store = state.store.as_ref();
+    let mut models = load::device_models(store).await?;
+    let mut devices = Vec::new();
+    match device {
+        None => {
+            for id in store.site_devices(&site.id).await? {
+                let model = models.remove(&id);
+                devices.push(load::site_device(store, id, model, from_ms, to_ms, Some(history)).await?);
+            }
         }
-        grouped.push(DeviceSeries::from_readings(device, &readings));
+        Some(scanned) => {
+            let model = models.get(scanned).cloned();
+            devices.push(load::site_device(store, scanned.clone(), model.clone(), from_ms, to_ms, Some(history)).await?);
+            if let Some(model) = model {
+                // Same-model peers need only their raw readings.
+                for id in store.site_devices(&site.id).await?.into_iter().filter(|id| id != scanned) {
+                    if let Some(peer_model) = models.remove(&id).filter(|peer_model| same_gpu_model(peer_model, &model)) {
+                        devices.push(load::site_device(store, id, Some(peer_model), from_ms, to_ms, None).await?);
+                    }
+                }
+            }
+        }
     }
 
-    let scanned = tokio::task::spawn_blocking(move || {
-        let config = ScanConfig::default();
-        let mut found = Vec::new();
-        for device in grouped.iter().filter(|device| !device.is_empty()) {
-            let anomalies = scan_device(device, to_ms, &config).map_err(|error| (device.device().clone(), error))?;
-            found.extend(anomalies);
-        }
-        Ok(found)
-    })
-    .await
-    .map_err(|error| ApiError::Internal(format!("the anomaly scan task failed: {error}")))?;
-    // `DeviceSeries::from_readings` sorts every series, so an input error
-    // here is a bug; the client gets a 500 and the log gets the details.
-    let mut anomalies = scanned.map_err(|(device, error)| ApiError::Internal(format!("anomaly scan of device {device} failed: {error}")))?;
+    let site_id = site.id.clone();
+    let scanned = tokio::task::spawn_blocking(move || scan_site(&devices, from_ms, to_ms, &zone, &config))
+        .await
+        .map_err(|error| ApiError::Internal(format!("the anomaly scan task failed: {error}")))?;
+    // The loaders sort every series, so an input error here is a bug; the
+    // client gets a 500 and the log gets the details.
+    let mut anomalies = scanned.map_err(|error| ApiError::Internal(format!("anomaly scan of site {site_id} failed: {error}")))?;
+    if let Some(scanned) = device {
+        anomalies.retain(|anomaly| &anomaly.device == scanned);
+    }
+    tracing::debug!(site_id = %site.id, device_id = ?device, hours, anomalies = anomalies.len(), elapsed_ms = started.elapsed().as_millis() as u64, "anomaly scan done");
 
     sort_for_operators(&mut anomalies);
-    Ok(anomalies.iter().map(|anomaly| AnomalyView::new(anomaly, lang)).collect())
+    Ok(Scan { from_ms, to_ms, anomalies })
 }
 
 /// Sorts critical anomalies first, then newest first; ties by device and channel.

@@ -74,6 +74,8 @@ pub struct WebState {
     pub commands: Option<commands::SharedCommandPublisher>,
     /// Forecasts of sites and devices, refreshed hourly while the server runs.
     pub forecasts: Arc<ForecastCache>,
+    /// Anomaly scans of the last minute.
+    pub(crate) anomalies: Arc<anomalies::AnomalyCache>,
 }
 
 impl WebState {
@@ -86,6 +88,7 @@ impl WebState {
             shutdown: CancellationToken::new(),
             commands: None,
             forecasts: Arc::new(ForecastCache::new()),
+            anomalies: Arc::new(anomalies::AnomalyCache::new()),
         }
     }
 

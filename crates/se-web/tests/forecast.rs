@@ -3,30 +3,16 @@
 
 mod common;
 
-use std::sync::Arc;
-
+use common::{add_owner, site, store_with_admin, TestServer, OWNER_PASSWORD};
 use reqwest::StatusCode;
-use common::{TestServer, ADMIN_PASSWORD};
 use se_core::{now_ms, DeviceId, Metric, Reading};
-use se_store::{NewUser, Role, Site, SqliteStore, Store};
+use se_store::Store;
 use serde_json::{json, Value};
 
-const OWNER_PASSWORD: &str = "owner-password-42";
 const HOUR_MS: i64 = 3_600_000;
 
 fn device(id: &str) -> DeviceId {
     DeviceId::parse(id).unwrap()
-}
-
-fn site(id: &str) -> Site {
-    Site {
-        id: id.to_owned(),
-        name: format!("Site {id}"),
-        time_zone: "UTC".to_owned(),
-        currency: "EUR".to_owned(),
-        tariff_json: None,
-        co2_g_per_kwh: None,
-    }
 }
 
 /// Power of a device every 15 minutes over the `hours` hours before now: a
@@ -50,26 +36,12 @@ impl TestServer {
     /// `owner`), `other` (owned by `neighbour`, device rig-9), `lab` (device
     /// fresh-1 with 20 hours of readings, too few for any backtest) and `empty` (no device).
     async fn start() -> TestServer {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(SqliteStore::open(dir.path()).unwrap());
-        se_web::ensure_admin(store.as_ref(), Some(ADMIN_PASSWORD.to_owned()))
-            .await
-            .unwrap();
+        let (dir, store) = store_with_admin().await;
         for id in ["farm", "other", "lab", "empty"] {
             store.upsert_site(&site(id)).await.unwrap();
         }
-        for (username, site_id) in [("owner", "farm"), ("neighbour", "other")] {
-            let user = store
-                .create_user(&NewUser {
-                    username: username.into(),
-                    password_hash: se_web::hash_password(OWNER_PASSWORD).unwrap(),
-                    role: Role::BuildingOwner,
-                    must_change_password: false,
-                })
-                .await
-                .unwrap();
-            store.set_site_owner(site_id, user.id, true).await.unwrap();
-        }
+        add_owner(&store, "owner", &["farm"]).await;
+        add_owner(&store, "neighbour", &["other"]).await;
         let mut readings = generated_power("rig-1", 21 * 24, 600.0);
         readings.extend(generated_power("rig-2", 21 * 24, 400.0));
         readings.extend(generated_power("rig-9", 3 * 24, 300.0));

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use common::{TestServer, ADMIN_PASSWORD};
 use reqwest::StatusCode;
 use se_core::{DeviceId, Metric, Reading};
-use se_store::{NewUser, Role, Site, SqliteStore, Store};
+use se_store::{NewUser, Role, SqliteStore, Store};
 use serde_json::{json, Value};
 
 const OWNER_PASSWORD: &str = "owner-password-42";
@@ -40,17 +40,7 @@ impl TestServer {
     }
 
     async fn add_site(&self, id: &str) {
-        self.store
-            .upsert_site(&Site {
-                id: id.to_owned(),
-                name: format!("Site {id}"),
-                time_zone: "UTC".to_owned(),
-                currency: "EUR".to_owned(),
-                tariff_json: None,
-                co2_g_per_kwh: None,
-            })
-            .await
-            .unwrap();
+        self.store.upsert_site(&common::site(id)).await.unwrap();
     }
 }
 

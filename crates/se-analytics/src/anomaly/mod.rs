@@ -5,7 +5,9 @@
 //! [`Anomaly`] values that name the series, the kind, a severity, a score, the
 //! time segment that shows the anomaly and a reason with its numbers, in
 //! English and French ([`Anomaly::message`]). [`scan_device`] runs every
-//! detector that applies to one device's readings, as the server does.
+//! detector that applies to one device's readings of a window, and
+//! [`scan_site`] adds the detectors that read days of hourly means or other
+//! rigs, as the server does.
 //!
 //! Input rules shared by all detectors:
 //! - times must be in non-decreasing order, or the detector returns
@@ -19,12 +21,14 @@
 
 mod efficiency;
 mod impossible;
+mod pattern;
 mod peer;
 mod psu;
 mod reason;
 mod residual;
 mod scan;
 mod silence;
+mod site;
 mod spike;
 mod stats;
 mod stuck;
@@ -36,12 +40,14 @@ use se_core::{ChannelName, DeviceId, Lang, Metric, TimestampMs};
 pub use efficiency::{detect_efficiency_drift, EfficiencyDriftConfig};
 pub(crate) use efficiency::pair_finite;
 pub use impossible::{detect_impossible, ValueLimits};
+pub use pattern::{detect_pattern_deviation, expected_from_earlier_days, DailyPatternConfig};
 pub use peer::{detect_peer_excess, PeerConfig, PeerSeries};
 pub use psu::{detect_psu_loss, PsuLossConfig};
 pub use reason::{AnomalyReason, Bound};
 pub use residual::{detect_forecast_deviation, rolling_median, Direction, ResidualConfig};
 pub use scan::{gpu_index, scan_device, DeviceSeries, ScanConfig, WALL_CHANNEL};
 pub use silence::{detect_silence, SilenceConfig};
+pub use site::{same_gpu_model, scan_site, SiteDevice, SiteScanConfig};
 pub use spike::{detect_load_spikes, detect_spikes, SpikeConfig};
 pub use stats::{mad, median};
 pub use stuck::{detect_stuck, StuckConfig};
@@ -107,7 +113,8 @@ impl Severity {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AnomalyKind {
-    /// Readings far from the forecast, by robust residual score.
+    /// Readings far from the forecast, or hourly means far from the same
+    /// hours on earlier days, by robust residual score.
     ForecastDeviation,
     /// A reading far from the readings on both sides of it.
     Spike,

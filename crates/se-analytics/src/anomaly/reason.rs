@@ -20,6 +20,10 @@ pub enum Bound {
 pub enum AnomalyReason {
     /// The reading farthest from the forecast in the segment.
     ForecastDeviation { actual: f64, forecast: f64, score: f64, points: usize },
+    /// `hours` consecutive hourly means far from the same hours on earlier
+    /// days. `actual` is the mean of the farthest hour, and `expected` is
+    /// the median of that hour on the earlier days.
+    PatternDeviation { actual: f64, expected: f64, score: f64, hours: usize },
     /// The highest-scoring reading of a spike, with the medians of the readings before and after it.
     Spike { value: f64, before: f64, after: f64, score: f64, points: usize },
     /// The highest-scoring reading of a spike against the power its load implies.
@@ -63,6 +67,20 @@ impl AnomalyReason {
                 number(*forecast, 1, lang),
                 number(*score, 1, lang),
                 if *points == 1 { "" } else { "s" }
+            ),
+            (AnomalyReason::PatternDeviation { actual, expected, score, hours }, Lang::En) => format!(
+                "{subject}: {quantity} differed from its usual daily pattern for {hours} hour{}, at worst {} {unit} in an hour that usually averages {} {unit} ({} robust deviations)",
+                if *hours == 1 { "" } else { "s" },
+                number(*actual, 1, lang),
+                number(*expected, 1, lang),
+                number(*score, 1, lang)
+            ),
+            (AnomalyReason::PatternDeviation { actual, expected, score, hours }, Lang::Fr) => format!(
+                "{subject} : {quantity} s'écarte de son profil journalier habituel pendant {hours} heure{}, au pire {} {unit} sur une heure qui fait d'habitude {} {unit} en moyenne ({} écarts robustes)",
+                if *hours == 1 { "" } else { "s" },
+                number(*actual, 1, lang),
+                number(*expected, 1, lang),
+                number(*score, 1, lang)
             ),
             (AnomalyReason::Spike { value, before, after, score, points }, Lang::En) => format!(
                 "{subject}: {quantity} jumped to {} {unit} for {points} reading{}, against about {} {unit} before and {} {unit} after ({} robust deviations)",
@@ -267,5 +285,11 @@ mod tests {
         assert!(message.ends_with("(9.0 robust deviations, 1 reading)"), "{message}");
         let message = reason.message(&device, &channel, Metric::Power, Lang::Fr);
         assert!(message.ends_with("(9,0 écarts robustes, 1 mesure)"), "{message}");
+
+        let reason = AnomalyReason::PatternDeviation { actual: 95.6, expected: 211.6, score: 30.6, hours: 1 };
+        let message = reason.message(&device, &channel, Metric::Power, Lang::En);
+        assert_eq!(message, "GPU 2 of rig-01: power differed from its usual daily pattern for 1 hour, at worst 95.6 W in an hour that usually averages 211.6 W (30.6 robust deviations)");
+        let message = reason.message(&device, &channel, Metric::Power, Lang::Fr);
+        assert_eq!(message, "Le GPU 2 de rig-01 : la puissance s'écarte de son profil journalier habituel pendant 1 heure, au pire 95,6 W sur une heure qui fait d'habitude 211,6 W en moyenne (30,6 écarts robustes)");
     }
 }

@@ -70,12 +70,12 @@ impl DeviceSeries {
         self.series.values().all(Vec::is_empty)
     }
 
-    fn key(&self, channel: &ChannelName, metric: Metric) -> SeriesKey {
+    pub(super) fn key(&self, channel: &ChannelName, metric: Metric) -> SeriesKey {
         SeriesKey::new(self.device.clone(), channel.clone(), metric)
     }
 
     /// Channels with a non-empty series of `metric`, in channel name order.
-    fn channels_with(&self, metric: Metric) -> Vec<&ChannelName> {
+    pub(super) fn channels_with(&self, metric: Metric) -> Vec<&ChannelName> {
         self.series.iter().filter(|((_, series_metric), points)| *series_metric == metric && !points.is_empty()).map(|((channel, _), _)| channel).collect()
     }
 }
@@ -137,8 +137,8 @@ impl Default for ScanConfig {
 /// - PSU loss between the `wall` channel and the GPU power series.
 ///
 /// Anomalies come in that order; the caller sorts them. Forecast deviation
-/// and efficiency drift are not run, because they need a forecast and days
-/// of hashrate that a window of readings does not give.
+/// and efficiency drift need days of hourly means, and the comparison with
+/// same-model GPUs needs the other rigs, so [`super::scan_site`] runs them.
 pub fn scan_device(device: &DeviceSeries, now_ms: TimestampMs, config: &ScanConfig) -> Result<Vec<Anomaly>, InputError> {
     check_margin(config.power_limit_margin)?;
     let mut found = scan_silence(device, now_ms, &config.silence)?;
@@ -235,7 +235,7 @@ fn has_gpu_load(device: &DeviceSeries) -> bool {
 }
 
 /// GPU channels with a power series, in GPU index order (`gpu2` before `gpu10`).
-fn gpu_power_channels(device: &DeviceSeries) -> Vec<&ChannelName> {
+pub(super) fn gpu_power_channels(device: &DeviceSeries) -> Vec<&ChannelName> {
     let mut gpus: Vec<(usize, &ChannelName)> = device.channels_with(Metric::Power).into_iter().filter_map(|channel| gpu_index(channel).map(|index| (index, channel))).collect();
     gpus.sort();
     gpus.into_iter().map(|(_, channel)| channel).collect()
