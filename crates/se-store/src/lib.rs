@@ -5,11 +5,13 @@
 //! PostgreSQL engine are interchangeable.
 
 mod error;
+mod recommendation;
 mod sqlite;
 mod tsdb;
 mod types;
 
 pub use error::StoreError;
+pub use recommendation::*;
 pub use sqlite::{SqliteStore, StoreOptions};
 pub use tsdb::{Slot, Tier};
 pub use types::*;
@@ -167,4 +169,23 @@ pub trait Store: Send + Sync + 'static {
     /// Replaces the budget and demand limit of a site. Fails with
     /// [`StoreError::NotFound`] when the site does not exist.
     async fn set_site_limits(&self, site_id: &str, limits: &SiteLimits) -> Result<(), StoreError>;
+
+    // Savings recommendations.
+
+    /// Stores a computed recommendation. The open recommendation with the
+    /// same site, device, channel and action type gets the new action,
+    /// estimate and `updated_ms`, so re-running adds no duplicate. When the
+    /// newest one with that key is applied or dismissed, nothing is stored
+    /// ([`UpsertOutcome::Decided`]). Fails with [`StoreError::NotFound`]
+    /// when the site does not exist.
+    async fn upsert_recommendation(&self, recommendation: &NewRecommendation) -> Result<RecommendationUpsert, StoreError>;
+    /// Lists the recommendations of a site, ordered by id; `status`
+    /// restricts the list to one status.
+    async fn site_recommendations(&self, site_id: &str, status: Option<RecommendationStatus>) -> Result<Vec<StoredRecommendation>, StoreError>;
+    /// Returns one recommendation, or `None` if no recommendation has this id.
+    async fn recommendation(&self, id: i64) -> Result<Option<StoredRecommendation>, StoreError>;
+    /// Records that an open recommendation was applied or dismissed, with
+    /// the time and the user. Fails with [`StoreError::NotFound`] for an unknown id
+    /// and with [`StoreError::Invalid`] when it is not open any more.
+    async fn decide_recommendation(&self, id: i64, decision: &RecommendationDecision) -> Result<(), StoreError>;
 }

@@ -68,6 +68,16 @@
 //!   limits that forecast warnings check, NULL when unset. They are read and
 //!   written apart from the other site fields ([`crate::SiteLimits`]), so
 //!   [`Store::upsert_site`] keeps them.
+//! - `recommendations(id, site_id, device_id, channel, action_type,
+//!   action_json, kwh_per_month, money_per_month, currency, status,
+//!   created_ms, updated_ms, decided_ms, decided_by, baseline_json)`: savings
+//!   recommendations of each site (schema version 7). `status` is `open`,
+//!   `applied` or `dismissed`, and a partial unique index allows one `open`
+//!   row per site, device, channel and action type. `money_per_month` is
+//!   decimal text in `currency`, NULL when the site had no tariff.
+//!   `decided_ms` and `decided_by` are the time and the user of applying or
+//!   dismissing it, and `baseline_json` is the usage measured before it was
+//!   applied ([`crate::UsageSpan`]). Deleting a site deletes its rows.
 //!
 //! `PRAGMA user_version` contains the schema version. Opening applies the
 //! missing migrations and rejects a file written by a newer version.
@@ -95,6 +105,7 @@ mod convert;
 mod limits;
 mod pool;
 mod read;
+mod recommendations;
 mod schema;
 mod series_read;
 mod write;
@@ -113,6 +124,7 @@ use self::write::Writer;
 use crate::{CompactOutcome, EnergyTotal, PercentileReport, RetentionOutcome, Retention, SeriesKey, StorageStats, SumPoint, SumQuery, TopEntry, TopQuery, CommandRecord, CommandStatus, DiscoveredDevice, DiscoveryStatus, IngestBatch, 
     DeviceCounters, DeviceSummary, IngestErrorQuery, IngestErrorReport, NewUser, RawQuery,
     SeriesPoint, SeriesQuery, Site, SiteLimits, Store, StoreError, StoreStats, User, WriteOutcome,
+    NewRecommendation, RecommendationDecision, RecommendationStatus, RecommendationUpsert, StoredRecommendation,
 };
 
 /// Number of read-only connections. Reads are short, so a few suffice for
@@ -731,5 +743,24 @@ impl Store for SqliteStore {
         } else {
             Err(StoreError::NotFound { what })
         }
+    }
+
+    async fn upsert_recommendation(&self, recommendation: &NewRecommendation) -> Result<RecommendationUpsert, StoreError> {
+        let recommendation = recommendation.clone();
+        self.write("upsert_recommendation", move |writer| writer.upsert_recommendation(&recommendation)).await
+    }
+
+    async fn site_recommendations(&self, site_id: &str, status: Option<RecommendationStatus>) -> Result<Vec<StoredRecommendation>, StoreError> {
+        let site_id = site_id.to_owned();
+        self.read("site_recommendations", move |conn| recommendations::site_recommendations(conn, &site_id, status)).await
+    }
+
+    async fn recommendation(&self, id: i64) -> Result<Option<StoredRecommendation>, StoreError> {
+        self.read("recommendation", move |conn| recommendations::recommendation(conn, id)).await
+    }
+
+    async fn decide_recommendation(&self, id: i64, decision: &RecommendationDecision) -> Result<(), StoreError> {
+        let decision = decision.clone();
+        self.write("decide_recommendation", move |writer| writer.decide_recommendation(id, &decision)).await
     }
 }

@@ -181,6 +181,16 @@ pub enum ApiError {
     InvalidSiteLimit { name: &'static str, value: String },
     #[error("forecast failed: {detail}")]
     ForecastFailed { detail: String },
+    #[error("invalid recommendation id {value:?}")]
+    InvalidRecommendationId { value: String },
+    #[error("invalid recommendation status {value:?}")]
+    InvalidRecommendationStatus { value: String },
+    #[error("recommendation {value} not found on site {site:?}")]
+    RecommendationNotFound { value: i64, site: String },
+    #[error("recommendation {value} is already {}", status.code())]
+    RecommendationNotOpen { value: i64, status: se_store::RecommendationStatus },
+    #[error("applied_at {value_ms} outside [{from_ms}, {to_ms}]")]
+    InvalidAppliedTime { value_ms: i64, from_ms: i64, to_ms: i64 },
     #[error("store failed: {0}")]
     Store(#[from] StoreError),
     #[error("internal error: {0}")]
@@ -228,12 +238,14 @@ impl ApiError {
             BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             DeviceNotFound { .. }
             | DiscoveredDeviceNotFound { .. }
+            | RecommendationNotFound { .. }
             | SiteNotFound { .. }
             | UnknownLanguage { .. }
             | RouteNotFound { .. } => {
                 StatusCode::NOT_FOUND
             }
             CommandsUnavailable | CommandPublishFailed { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            RecommendationNotOpen { .. } => StatusCode::CONFLICT,
             Store(StoreError::Conflict { .. }) => StatusCode::CONFLICT,
             Store(StoreError::NotFound { .. }) => StatusCode::NOT_FOUND,
             Store(StoreError::Invalid(_)) => StatusCode::BAD_REQUEST,
@@ -298,6 +310,13 @@ impl ApiError {
             InvalidHorizon { .. } => "invalid_horizon",
             InvalidSiteLimit { .. } => "invalid_site_limit",
             ForecastFailed { .. } => "forecast_failed",
+            InvalidRecommendationId { .. } => "invalid_recommendation_id",
+            InvalidRecommendationStatus { .. } => "invalid_recommendation_status",
+            RecommendationNotFound { .. } => "recommendation_not_found",
+            // An open recommendation never gets this error, so the code names what it already is.
+            RecommendationNotOpen { status: se_store::RecommendationStatus::Dismissed, .. } => "recommendation_already_dismissed",
+            RecommendationNotOpen { .. } => "recommendation_already_applied",
+            InvalidAppliedTime { .. } => "invalid_applied_time",
             Store(StoreError::Conflict { .. }) => "conflict",
             Store(StoreError::NotFound { .. }) => "not_found",
             Store(StoreError::Invalid(_)) => "store_rule",
@@ -378,6 +397,13 @@ impl ApiError {
                 vec![("name", (*name).to_owned()), ("value", value.clone())]
             }
             ForecastFailed { detail } => vec![("detail", detail.clone())],
+            InvalidRecommendationId { value } => vec![("value", quoted(value))],
+            InvalidRecommendationStatus { value } => vec![("value", quoted(value)), ("valid", crate::recommendations::STATUS_NAMES.to_owned())],
+            RecommendationNotFound { value, site } => vec![("value", value.to_string()), ("site", quoted(site))],
+            RecommendationNotOpen { value, .. } => vec![("value", value.to_string())],
+            InvalidAppliedTime { value_ms, from_ms, to_ms } => {
+                vec![("value", format_ms(*value_ms)), ("from", format_ms(*from_ms)), ("to", format_ms(*to_ms))]
+            }
             _ => Vec::new(),
         }
     }

@@ -26,6 +26,7 @@ mod line_protocol;
 mod live;
 mod pages;
 mod params;
+mod recommendations;
 mod sites;
 
 use std::net::SocketAddr;
@@ -59,6 +60,7 @@ pub use health::Health;
 pub use i18n::{catalog, translate, Catalog, RequestLang, LANGUAGES};
 pub use line_protocol::MAX_BODY_BYTES as MAX_WRITE_BODY_BYTES;
 pub use live::{live_channel, LiveSender, LiveUpdate, LiveValue, LIVE_CHANNEL_CAPACITY};
+pub use recommendations::{run_all_sites, run_recommendations, run_site, RecommendationSchedule, SiteRun};
 
 /// Shared state of every handler: the store, the live channel and the health flags.
 #[derive(Clone)]
@@ -76,6 +78,8 @@ pub struct WebState {
     pub forecasts: Arc<ForecastCache>,
     /// Anomaly scans of the last minute.
     pub(crate) anomalies: Arc<anomalies::AnomalyCache>,
+    /// Readings before now that a run of the recommenders reads.
+    pub recommendation_history: std::time::Duration,
 }
 
 impl WebState {
@@ -89,7 +93,15 @@ impl WebState {
             commands: None,
             forecasts: Arc::new(ForecastCache::new()),
             anomalies: Arc::new(anomalies::AnomalyCache::new()),
+            recommendation_history: RecommendationSchedule::DEFAULT_HISTORY,
         }
+    }
+
+    /// Sets the history that the run-now route of recommendations reads,
+    /// to match the background task.
+    pub fn with_recommendation_history(mut self, history: std::time::Duration) -> Self {
+        self.recommendation_history = history;
+        self
     }
 
     /// Enables the device command routes with this publisher.
@@ -179,6 +191,10 @@ fn api_router(state: &WebState) -> Router<WebState> {
         .route("/devices/{id}/forecast", get(forecast::device_forecast))
         .route("/sites/{id}/anomalies", get(anomalies::site_anomalies))
         .route("/devices/{id}/anomalies", get(anomalies::device_anomalies))
+        .route("/sites/{id}/recommendations", get(recommendations::list))
+        .route("/sites/{id}/recommendations/run", post(recommendations::run_now))
+        .route("/sites/{id}/recommendations/{rec_id}/apply", post(recommendations::apply))
+        .route("/sites/{id}/recommendations/{rec_id}/dismiss", post(recommendations::dismiss))
         .route("/live", get(live::live))
         .route("/devices/{id}/commands", get(commands::list_commands).post(commands::send_command))
         .route_layer(middleware::from_fn_with_state(

@@ -860,3 +860,90 @@ async fn site_anomalies_list_and_chart() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recommendation_applied_from_site_page() {
+    with_browser(Some(ADMIN_PASSWORD), async |browser, harness, _| {
+        // A week of a device idle on standby (80 W, 0 %) from 20:00 to 08:00
+        // UTC and busy otherwise, every 30 minutes, and the recommendation to
+        // switch it off when idle, as a run of the recommenders stores it.
+        let rig = DeviceId::parse("rig-br").unwrap();
+        let now = now_ms();
+        let mut readings = Vec::new();
+        for step in 0..7 * 48 {
+            let ts = now - (7 * 48 - step) * 1_800_000;
+            let busy = (8..20).contains(&(ts.rem_euclid(86_400_000) / 3_600_000));
+            readings.push(Reading::new(rig.clone(), "main", Metric::Power, ts, if busy { 280.0 } else { 80.0 }));
+            readings.push(Reading::new(rig.clone(), "main", Metric::Utilization, ts, if busy { 95.0 } else { 0.0 }));
+        }
+        harness.store.write_readings(&readings).await.unwrap();
+        let farm = se_store::Site {
+            id: "farm".into(),
+            name: "Farm".into(),
+            time_zone: "UTC".into(),
+            currency: "EUR".into(),
+            tariff_json: Some(r#"{"currency": "EUR", "energy": {"type": "flat", "price_per_kwh": "0.25"}}"#.into()),
+            co2_g_per_kwh: None,
+        };
+        harness.store.upsert_site(&farm).await.unwrap();
+        harness.store.assign_device(&rig, "farm").await.unwrap();
+        let recommendation = se_store::NewRecommendation {
+            site_id: "farm".into(),
+            device: rig.clone(),
+            channel: ChannelName::parse("main").unwrap(),
+            action_type: "switch_off_when_idle".into(),
+            action_json: r#"{"type":"switch_off_when_idle","standby_w":80.0,"idle_hours_per_day":12.0}"#.into(),
+            kwh_per_month: 28.8,
+            money_per_month: Some(rust_decimal::Decimal::new(720, 2)),
+            currency: "EUR".into(),
+            computed_ms: now,
+        };
+        let id = harness.store.upsert_recommendation(&recommendation).await.unwrap().id;
+
+        log_in(browser, &harness.base, "admin", ADMIN_PASSWORD).await;
+        wait_for_element(browser, "#device-table").await;
+        browser.goto(&format!("{}/sites/farm", harness.base)).await.unwrap();
+
+        let open_item = format!(r#"#recommendation-open li[data-recommendation-id="{id}"]"#);
+        let message = wait_for_text(browser, &format!(r#"{open_item} [data-field="message"]"#), |text| !text.is_empty()).await;
+        assert!(message.starts_with("rig-br is idle about 12.0 h a day while drawing 80 W"), "{message}");
+        let estimate = wait_for_text(browser, &format!(r#"{open_item} [data-field="estimate"]"#), |text| !text.is_empty()).await;
+        assert_eq!(estimate, "Estimated saving: 28.8 kWh · 7.20 EUR per month");
+        let apply = browser.find(Locator::Css(&format!(r#"{open_item} button[data-action="apply"]"#))).await.unwrap();
+        let tooltip = apply.attr("title").await.unwrap().unwrap_or_default();
+        assert!(tooltip.contains("sends no command to the device"), "{tooltip}");
+        browser.set_window_size(1280, 1400).await.unwrap();
+        screenshot(browser, "/tmp/se-site-recommendations.png").await;
+
+        apply.click().await.unwrap();
+
+        // The recommendation moves to the applied list, with its estimate and why no saving is measured yet.
+        let applied_item = format!(r#"#recommendation-applied li[data-recommendation-id="{id}"]"#);
+        let note = wait_for_text(browser, &format!(r#"{applied_item} [data-field="achieved-note"]"#), |text| !text.is_empty()).await;
+        assert!(note.starts_with("Not measured yet: 0.0 days since it was applied"), "{note}");
+        let estimate = wait_for_text(browser, &format!(r#"{applied_item} [data-field="estimate"]"#), |text| !text.is_empty()).await;
+        assert_eq!(estimate, "Estimated saving: 28.8 kWh · 7.20 EUR per month");
+        assert!(browser.find(Locator::Css(&open_item)).await.is_err(), "the applied recommendation is still listed as open");
+        let none_open = wait_for_text(browser, r#"#recommendations-card [data-recommendations="none"]"#, |text| !text.is_empty()).await;
+        assert_eq!(none_open, "No open recommendation.");
+        let stored = harness.store.recommendation(id).await.unwrap().unwrap();
+        assert_eq!(stored.status, se_store::RecommendationStatus::Applied);
+        assert_eq!(stored.decided_by.as_deref(), Some("admin"));
+        assert!(stored.baseline.is_some(), "the week of readings before applying is kept as the baseline");
+        screenshot(browser, "/tmp/se-site-recommendation-applied.png").await;
+
+        // French strings after the language switch, including the server's note.
+        browser.find(Locator::Css(r#"button[data-lang="fr"]"#)).await.unwrap().click().await.unwrap();
+        let french = wait_for_text(browser, &format!(r#"{applied_item} [data-field="achieved-note"]"#), |text| text.starts_with("Pas encore")).await;
+        assert!(french.starts_with("Pas encore mesurée : 0,0 jours depuis son application"), "{french}");
+        let title = wait_for_text(browser, "#recommendations-card h2", |text| text != "Savings recommendations").await;
+        assert_eq!(title, "Recommandations d'économies");
+        let estimate = wait_for_text(browser, &format!(r#"{applied_item} [data-field="estimate"]"#), |text| text.starts_with("Économie")).await;
+        assert_eq!(estimate, "Économie estimée : 28,8 kWh · 7,20 EUR par mois");
+        browser.find(Locator::Css(r#"button[data-lang="en"]"#)).await.unwrap().click().await.unwrap();
+        // The page stores the choice once the English strings have loaded,
+        // just before it redraws, so wait for the redraw before leaving.
+        wait_for_text(browser, "#recommendations-card h2", |text| text == "Savings recommendations").await;
+    })
+    .await;
+}

@@ -79,8 +79,22 @@ pub struct Recommendation {
 impl Recommendation {
     /// Plain-language recommendation in `lang`, with the action's numbers and the estimate.
     pub fn message(&self, lang: Lang) -> String {
+        self.message_with(&self.saving_text(lang), lang)
+    }
+
+    /// Like [`Recommendation::message`], with the saving in kWh only, for a
+    /// site without a tariff, whose estimate has no meaningful amount of money.
+    pub fn message_without_money(&self, lang: Lang) -> String {
+        let kwh = number(self.estimate.kwh_per_month, 1, lang);
+        let saving = match lang {
+            Lang::En => format!("saves about {kwh} kWh per month"),
+            Lang::Fr => format!("économie d'environ {kwh} kWh par mois"),
+        };
+        self.message_with(&saving, lang)
+    }
+
+    fn message_with(&self, saving: &str, lang: Lang) -> String {
         let subject = subject(&self.device, &self.channel, lang);
-        let saving = self.saving_text(lang);
         match (&self.action, lang) {
             (Action::SetPowerLimit { limit_w, current_typical_w, kept_hashrate_pct }, Lang::En) => format!(
                 "Cap {} at {} W (it now draws about {} W), keeping {} of its hashrate: {saving}",

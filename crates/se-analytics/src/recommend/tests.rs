@@ -201,6 +201,21 @@ fn idle_device_with_standby_power_is_recommended() {
 }
 
 #[test]
+fn message_without_money_gives_kwh_only() {
+    let (device, channel) = names("rig-02", "main");
+    let (power, utilization) = week(true, 80.0);
+    let recommendation = recommend_idle_shutdown(&device, &channel, &power, &utilization, &flat_pricing("0.25"), &IdleConfig::default()).unwrap().unwrap();
+    let english = recommendation.message_without_money(Lang::En);
+    let french = recommendation.message_without_money(Lang::Fr);
+    let kwh = recommendation.estimate.kwh_per_month;
+    assert!(english.starts_with("rig-02 is idle about 12.0 h a day while drawing 80 W"), "{english}");
+    assert!(english.ends_with(&format!(": saves about {kwh:.1} kWh per month")), "{english}");
+    assert!(!english.contains("EUR"), "{english}");
+    assert!(french.ends_with(&format!(" : économie d'environ {} kWh par mois", format!("{kwh:.1}").replace('.', ","))), "{french}");
+    assert!(!french.contains("EUR"), "{french}");
+}
+
+#[test]
 fn busy_or_low_standby_device_is_not_recommended() {
     let (device, channel) = names("rig-02", "main");
     let (power, utilization) = week(false, 80.0);

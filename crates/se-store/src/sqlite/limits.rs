@@ -1,4 +1,4 @@
-//! The budget and demand limit columns of `sites` (schema version 5).
+//! The budget and demand limit columns of `sites` (schema version 6).
 
 use rusqlite::{params, Connection, OptionalExtension};
 

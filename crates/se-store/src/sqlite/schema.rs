@@ -172,6 +172,33 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE sites ADD COLUMN monthly_budget_amount REAL NULL;
     ALTER TABLE sites ADD COLUMN demand_limit_kw REAL NULL;
     "#,
+    // Version 7: savings recommendations and the operator's decision on each.
+    // The partial unique index allows one open recommendation per site,
+    // device, channel and action type.
+    r#"
+    CREATE TABLE recommendations (
+        id              INTEGER PRIMARY KEY,
+        site_id         TEXT NOT NULL REFERENCES sites(id) ON DELETE CASCADE,
+        device_id       TEXT NOT NULL,
+        channel         TEXT NOT NULL,
+        action_type     TEXT NOT NULL,
+        action_json     TEXT NOT NULL,
+        kwh_per_month   REAL NOT NULL,
+        money_per_month TEXT NULL,
+        currency        TEXT NOT NULL,
+        status          TEXT NOT NULL,
+        created_ms      INTEGER NOT NULL,
+        updated_ms      INTEGER NOT NULL,
+        decided_ms      INTEGER NULL,
+        decided_by      TEXT NULL,
+        baseline_json   TEXT NULL
+    );
+
+    CREATE INDEX recommendations_by_key ON recommendations (site_id, device_id, channel, action_type);
+
+    CREATE UNIQUE INDEX recommendations_open ON recommendations (site_id, device_id, channel, action_type)
+        WHERE status = 'open';
+    "#,
 ];
 
 /// Highest schema version this binary can read and write.

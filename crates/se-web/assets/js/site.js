@@ -1,4 +1,5 @@
-// Site page: budget and demand warnings, anomalies, the site's forecast and its devices.
+// Site page: budget and demand warnings, savings recommendations, anomalies,
+// the site's forecast and its devices.
 
 import { apiGet } from "./api.js";
 import { h, fill } from "./dom.js";
@@ -6,6 +7,7 @@ import { onLangChange, t } from "./i18n.js";
 import { initPage, showFatal } from "./layout.js";
 import { mountAnomalyPanel } from "./anomaly-panel.js";
 import { mountForecastPanel } from "./forecast-panel.js";
+import { mountRecommendationPanel } from "./recommendation-panel.js";
 import { fetchWarnings, warningList } from "./warnings.js";
 
 const siteId = decodeURIComponent(location.pathname.split("/").filter(Boolean)[1] ?? "");
@@ -37,6 +39,7 @@ async function main() {
   document.title = `${site.name} · ${t("app.title")}`;
   fill(document.getElementById("site-devices"), site.devices.map((device) =>
     h("li", {}, h("a", { href: `/devices/${encodeURIComponent(device)}` }, device))));
+  mountRecommendationPanel(document.getElementById("recommendations-card"), siteId);
   mountAnomalyPanel(document.getElementById("anomalies-card"), `/api/v1/sites/${encodeURIComponent(siteId)}/anomalies`);
   mountForecastPanel(document.getElementById("forecast-card"), `/api/v1/sites/${encodeURIComponent(siteId)}/forecast`);
   await renderWarnings();

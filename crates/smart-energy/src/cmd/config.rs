@@ -16,6 +16,7 @@ use serde::Deserialize;
 use se_core::DeviceId;
 use se_decode::DeviceMapping;
 use se_store::{site_rules, Retention, Site, Store};
+use se_web::RecommendationSchedule;
 
 /// Contents of the configuration file.
 #[derive(Debug, Default, Deserialize)]
@@ -25,6 +26,57 @@ pub struct ServerConfig {
     pub sites: Vec<SiteConfig>,
     #[serde(default)]
     pub store: StoreConfig,
+    #[serde(default)]
+    pub recommendations: RecommendationsConfig,
+}
+
+/// The `[recommendations]` section: when the savings recommenders run.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecommendationsConfig {
+    /// Time between runs over every site, such as "1h".
+    #[serde(default)]
+    pub interval: Option<String>,
+    /// Delay from server start to the first run, such as "1m".
+    #[serde(default)]
+    pub first_run_after: Option<String>,
+    /// Readings before each run that the recommenders read, such as "7d".
+    #[serde(default)]
+    pub history: Option<String>,
+}
+
+impl RecommendationsConfig {
+    /// Returns the schedule of the background task, with defaults where unset.
+    pub fn schedule(&self) -> Result<RecommendationSchedule, String> {
+        let defaults = RecommendationSchedule::default();
+        Ok(RecommendationSchedule {
+            interval: self.interval.as_deref().map_or(Ok(defaults.interval), super::parse_duration)?,
+            first_run_after: self.first_run_after.as_deref().map_or(Ok(defaults.first_run_after), super::parse_duration)?,
+            history: self.history.as_deref().map_or(Ok(defaults.history), parse_history)?,
+        })
+    }
+
+    fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if let Some(Err(error)) = self.interval.as_deref().map(super::parse_duration) {
+            problems.push(format!("recommendations.interval: {error}"));
+        }
+        if let Some(Err(error)) = self.first_run_after.as_deref().map(super::parse_duration) {
+            problems.push(format!("recommendations.first_run_after: {error}"));
+        }
+        if let Some(Err(error)) = self.history.as_deref().map(parse_history) {
+            problems.push(format!("recommendations.history: {error}"));
+        }
+        problems
+    }
+}
+
+/// Parses the history that the recommenders read: a duration in which a day is 24 hours.
+pub fn parse_history(text: &str) -> Result<Duration, String> {
+    let invalid = || format!("invalid history {text:?}; use a duration such as 7d, 72h or 14d");
+    let span: jiff::Span = text.trim().parse().map_err(|_| invalid())?;
+    let duration = span.to_duration(jiff::SpanRelativeTo::days_are_24_hours()).map_err(|_| invalid())?;
+    Duration::try_from(duration).ok().filter(|duration| !duration.is_zero()).ok_or_else(invalid)
 }
 
 /// The `[store]` section: background compaction and retention.
@@ -145,6 +197,7 @@ impl ServerConfig {
     /// Lists every problem, each naming its place, the value and the fix.
     fn problems(&self) -> Vec<String> {
         let mut problems = self.store.problems();
+        problems.extend(self.recommendations.problems());
         let mut site_ids = HashSet::new();
         let mut topics = HashSet::new();
         for (index, site) in self.sites.iter().enumerate() {
@@ -238,6 +291,37 @@ mod tests {
         assert!(problems[0].contains("soon"), "{}", problems[0]);
         assert!(problems.iter().any(|problem| problem.contains("store.retention.raw") && problem.contains("-3d")), "{problems:?}");
         assert!(problems.iter().any(|problem| problem.contains("store.retention.1h") && problem.contains("forever")), "{problems:?}");
+    }
+
+    #[test]
+    fn recommendations_section_parses() {
+        let config = parse("[recommendations]\ninterval = \"30m\"\nfirst_run_after = \"5s\"\nhistory = \"14d\"\n");
+        assert_eq!(config.problems(), Vec::<String>::new());
+        let schedule = config.recommendations.schedule().unwrap();
+        assert_eq!(schedule.interval, Duration::from_secs(1_800));
+        assert_eq!(schedule.first_run_after, Duration::from_secs(5));
+        assert_eq!(schedule.history, Duration::from_secs(14 * 86_400));
+    }
+
+    #[test]
+    fn recommendations_defaults() {
+        let schedule = parse("").recommendations.schedule().unwrap();
+        assert_eq!(schedule, RecommendationSchedule::default());
+        assert_eq!(schedule.interval, Duration::from_secs(3_600));
+        assert_eq!(schedule.history, Duration::from_secs(7 * 86_400));
+    }
+
+    #[test]
+    fn recommendations_bad_values_named() {
+        let config = parse("[recommendations]\ninterval = \"hourly\"\nfirst_run_after = \"0s\"\nhistory = \"-2d\"\n");
+        let problems = config.problems();
+        assert_eq!(problems.len(), 3, "{problems:?}");
+        assert!(problems[0].starts_with("recommendations.interval: invalid duration \"hourly\""), "{}", problems[0]);
+        assert!(problems[1].starts_with("recommendations.first_run_after: "), "{}", problems[1]);
+        assert!(problems[1].contains("greater than zero"), "{}", problems[1]);
+        assert!(problems[2].starts_with("recommendations.history: invalid history \"-2d\""), "{}", problems[2]);
+        let error = toml::from_str::<ServerConfig>("[recommendations]\nevery = \"1h\"\n").unwrap_err();
+        assert!(error.to_string().contains("every"), "{error}");
     }
 
     #[test]

@@ -104,6 +104,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
 
     let retention = config.store.retention().map_err(|error| anyhow::anyhow!("store.retention: {error}"))?;
+    let recommendation_schedule = config.recommendations.schedule().map_err(|error| anyhow::anyhow!("recommendations: {error}"))?;
     let store = SqliteStore::open_with(&args.data_dir, StoreOptions { retention })?;
     let store: Arc<dyn Store> = Arc::new(store);
     config.apply(store.as_ref()).await?;
@@ -139,7 +140,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     let (source_task, broker_task, mqtt_addr) = start_source(source, sink, &health, &shutdown).await?;
 
-    let web_state = WebState::new(store.clone(), live, health.clone()).with_write_tokens(args.write_tokens.clone()).with_commands(commands);
+    let web_state = WebState::new(store.clone(), live, health.clone())
+        .with_write_tokens(args.write_tokens.clone())
+        .with_commands(commands)
+        .with_recommendation_history(recommendation_schedule.history);
     let web_shutdown = CancellationToken::new();
     let web_task = tokio::spawn(se_web::serve(http_listener, web_state, web_shutdown.clone()));
     println!("Smart Energy is running: dashboard at http://{http_addr}/");
@@ -154,6 +158,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         config.store.retention_interval().map_err(anyhow::Error::msg)?,
         shutdown.clone(),
     ));
+    let recommendations = tokio::spawn(se_web::run_recommendations(store.clone(), recommendation_schedule, shutdown.clone()));
 
     wait_for_signal().await;
     tracing::info!("shutting down: stopping sources, then storing what was accepted");
@@ -169,6 +174,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let _ = task.await;
     }
     let _ = maintenance.await;
+    let _ = recommendations.await;
     let totals = writer.await.context("the ingestion writer failed")?;
     web_shutdown.cancel();
     let _ = web_task.await;
