@@ -5,8 +5,8 @@ use std::net::SocketAddr;
 pub enum BrokerError {
     /// Another process (often another MQTT broker) already listens on the address.
     #[error(
-        "MQTT listen address {addr} is already in use (another broker?); \
-         choose another with --mqtt-listen {suggestion}"
+        "failed to listen on {addr}: the address is already in use, often by another MQTT broker. \
+         Stop the other program or choose another address, such as --mqtt-listen {suggestion}"
     )]
     AddrInUse {
         /// Address that could not be bound.

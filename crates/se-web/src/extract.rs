@@ -24,7 +24,7 @@ where
             .await
             .map(|Json(value)| ApiJson(value))
             .map_err(|rejection| ApiError::InvalidJson {
-                detail: rejection.body_text(),
+                detail: parser_detail(&rejection.body_text()),
             })
     }
 }
@@ -44,7 +44,7 @@ where
             .await
             .map(|Query(value)| ApiQuery(value))
             .map_err(|rejection| ApiError::InvalidQuery {
-                detail: rejection.body_text(),
+                detail: parser_detail(&rejection.body_text()),
             })
     }
 }
@@ -62,5 +62,31 @@ impl<S: Send + Sync> FromRequestParts<S> for DevicePath {
                 value: rejection.body_text(),
             })?;
         crate::params::device_id(&raw).map(DevicePath)
+    }
+}
+
+/// Removes axum's English lead-in ("Failed to deserialize query string: ...")
+/// from a rejection's text. The rest is the parser's detail (field name, line
+/// and column), which the localized message quotes as a technical detail.
+fn parser_detail(text: &str) -> String {
+    match text.split_once(": ") {
+        Some((lead_in, detail)) if lead_in.starts_with("Failed to") && !detail.is_empty() => detail.to_string(),
+        _ => text.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parser_detail;
+
+    #[test]
+    fn parser_detail_drops_lead_in() {
+        let text = "Failed to deserialize query string: duplicate field `hours`";
+        assert_eq!(parser_detail(text), "duplicate field `hours`");
+    }
+
+    #[test]
+    fn parser_detail_keeps_other_text() {
+        assert_eq!(parser_detail("Expected request with `Content-Type: application/json`"), "Expected request with `Content-Type: application/json`");
     }
 }

@@ -258,13 +258,15 @@ pub async fn serve(
         state.forecasts.clone(),
         shutdown.clone(),
     ));
-    let local = listener.local_addr().ok();
-    tracing::info!(address = ?local, "web server listening");
+    let local = listener
+        .local_addr()
+        .map_or_else(|error| format!("unknown ({error})"), |address| address.to_string());
+    tracing::info!(address = %local, "web server listening");
     axum::serve(listener, router(state))
         .with_graceful_shutdown(async move { shutdown.cancelled_owned().await })
         .await
         .map_err(WebError::Serve)?;
     refresh.abort();
-    tracing::info!(address = ?local, "web server stopped");
+    tracing::info!(address = %local, "web server stopped");
     Ok(())
 }

@@ -600,6 +600,25 @@ async fn malformed_login_body_returns_json_error() {
 }
 
 #[tokio::test]
+async fn malformed_body_error_in_french() {
+    let server = TestServer::start().await;
+    let response = client()
+        .post(server.url("/api/v1/auth/login"))
+        .header("content-type", "application/json")
+        .header("Accept-Language", "fr-FR,fr;q=0.9")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    let (status, code, message) = error_of(response).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(code, "invalid_json");
+    assert!(message.starts_with("Le corps de la requête"), "{message}");
+    assert!(!message.contains("Failed to"), "{message}");
+    assert!(message.contains("line 1"), "{message}");
+}
+
+#[tokio::test]
 async fn unknown_api_route_returns_json_404() {
     let server = TestServer::start().await;
     let (status, code, message) = error_of(

@@ -9,7 +9,7 @@ use anyhow::{anyhow, Context};
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use se_analytics::backtest::{BacktestReport, PredictionRow};
-use se_analytics::forecast::{check_level, DEFAULT_MODELS};
+use se_analytics::forecast::check_level;
 use se_analytics::series::{parse_date, parse_horizon_hours, parse_time_zone};
 use se_analytics::{
     model_by_name, run_backtest, AnalyticsError, BacktestConfig, Forecaster, HourlySeries,
@@ -18,6 +18,10 @@ use se_analytics::{
 use se_core::Lang;
 
 use super::model::{format_number, label, open_file, operator_lang, write_stdout};
+
+/// `DEFAULT_MODELS` as the comma-separated list that `--models` takes, so
+/// that `--help` shows the default in the form the option accepts.
+const DEFAULT_MODEL_LIST: &str = "naive,naive-weekly,regression,mstl";
 
 #[derive(Debug, Subcommand)]
 pub enum ForecastCommand {
@@ -52,7 +56,8 @@ pub struct BacktestArgs {
     /// (hour of day, weekend, midnight origins).
     #[arg(long, default_value = "UTC")]
     timezone: String,
-    /// Forecast length after each origin, in whole hours: 24h, 48h, 1d.
+    /// Forecast length after each origin, a whole number of hours written in
+    /// hours or days: 24h, 48h, 1d.
     #[arg(long, default_value = "24h")]
     horizon: String,
     /// Local date (YYYY-MM-DD) of the first origin.
@@ -68,7 +73,7 @@ pub struct BacktestArgs {
     /// weekend, holidays and feature columns, fitted on the last 4 weeks.
     /// mstl: 24 h and 168 h seasons with a naive (random walk) trend, fitted
     /// on the last 8 weeks. ets: AutoETS without season.
-    #[arg(long, value_delimiter = ',', default_values_t = DEFAULT_MODELS.map(String::from))]
+    #[arg(long, value_delimiter = ',', default_value = DEFAULT_MODEL_LIST)]
     models: Vec<String>,
     /// Prediction interval level, as a fraction: 0.95 gives 95 % intervals.
     #[arg(long, default_value_t = 0.95)]
@@ -318,4 +323,16 @@ fn prediction_record(row: &PredictionRow, model: &str, series: &HourlySeries) ->
         row.upper.to_string(),
         model.to_string(),
     ]
+}
+
+#[cfg(test)]
+mod default_model_tests {
+    use se_analytics::forecast::DEFAULT_MODELS;
+
+    use super::*;
+
+    #[test]
+    fn model_list_matches_default_models() {
+        assert_eq!(DEFAULT_MODEL_LIST, DEFAULT_MODELS.join(","));
+    }
 }

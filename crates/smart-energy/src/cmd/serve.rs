@@ -46,7 +46,7 @@ pub struct ServeArgs {
     #[arg(long, default_value = DEFAULT_DATA_DIR, env = "SMART_ENERGY_DATA_DIR")]
     pub data_dir: PathBuf,
     /// Address of the embedded MQTT broker [default: 127.0.0.1:1883].
-    #[arg(long, conflicts_with = "mqtt_url")]
+    #[arg(long, conflicts_with = "mqtt_url", value_parser = parse_listen_address)]
     pub mqtt_listen: Option<SocketAddr>,
     /// Use this external broker (mqtt://[USER:PASSWORD@]HOST:PORT) instead of the embedded one.
     #[arg(long, env = "SMART_ENERGY_MQTT_URL")]
@@ -56,7 +56,7 @@ pub struct ServeArgs {
     #[arg(long, requires = "mqtt_url")]
     pub mqtt_client_id: Option<String>,
     /// Address of the HTTP API and web UI [default: 127.0.0.1:8080].
-    #[arg(long)]
+    #[arg(long, value_parser = parse_listen_address)]
     pub http_listen: Option<SocketAddr>,
     /// Device id given to the prototype ESP32, whose topics carry no id.
     #[arg(long, default_value = "esp32-prototype")]
@@ -151,7 +151,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         println!("MQTT broker listening on {mqtt_addr}");
     }
 
-    let simulator = args.demo.then(|| start_simulator(&args, mqtt_addr, shutdown.clone()));
+    // The simulator has its own token, so it stops first and publishes its
+    // offline statuses and DISCONNECT while the broker still runs.
+    let simulator_shutdown = CancellationToken::new();
+    let simulator = args.demo.then(|| start_simulator(&args, mqtt_addr, simulator_shutdown.clone()));
     let maintenance = tokio::spawn(run_store_maintenance(
         store.clone(),
         config.store.compact_interval().map_err(anyhow::Error::msg)?,
@@ -162,10 +165,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
     wait_for_signal().await;
     tracing::info!("shutting down: stopping sources, then storing what was accepted");
-    shutdown.cancel();
+    simulator_shutdown.cancel();
     if let Some(simulator) = simulator {
         let _ = simulator.await;
     }
+    shutdown.cancel();
     // Sources end first, dropping their senders, so the writer drains and stops.
     if let Some(task) = source_task {
         let _ = task.await;
@@ -251,6 +255,21 @@ async fn create_demo_account(store: &dyn Store, http_addr: SocketAddr) -> anyhow
         store.set_site_owner(se_store::DEFAULT_SITE_ID, demo.id, true).await?;
     }
     Ok(())
+}
+
+/// Parses a listen address given as IP:PORT. `localhost` stands for
+/// 127.0.0.1; other host names are rejected so that no name lookup decides
+/// which interface the server exposes.
+fn parse_listen_address(text: &str) -> Result<SocketAddr, String> {
+    if let Ok(address) = text.parse::<SocketAddr>() {
+        return Ok(address);
+    }
+    if let Some(port) = text.strip_prefix("localhost:") {
+        if let Ok(port) = port.parse::<u16>() {
+            return Ok(loopback(port));
+        }
+    }
+    Err(format!("'{text}' is not an IP address and port; give one such as 127.0.0.1:1884"))
 }
 
 /// Binds the HTTP port. In demo mode a busy default port is replaced by a free one.
@@ -373,4 +392,29 @@ fn start_simulator(args: &ServeArgs, mqtt_addr: Option<SocketAddr>, shutdown: Ca
             tracing::error!(%error, "the demo simulator stopped");
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_address_takes_ip_and_port() {
+        assert_eq!(parse_listen_address("127.0.0.1:1884"), Ok(loopback(1884)));
+        assert_eq!(parse_listen_address("[::1]:8080"), Ok("[::1]:8080".parse().unwrap()));
+    }
+
+    #[test]
+    fn listen_address_maps_localhost() {
+        assert_eq!(parse_listen_address("localhost:18831"), Ok(loopback(18831)));
+    }
+
+    #[test]
+    fn listen_address_rejects_names_with_hint() {
+        let error = parse_listen_address("example.org:1884").unwrap_err();
+        assert!(error.contains("'example.org:1884'"), "{error}");
+        assert!(error.contains("127.0.0.1:1884"), "{error}");
+        assert!(parse_listen_address("localhost").is_err());
+        assert!(parse_listen_address("localhost:99999").is_err());
+    }
 }

@@ -34,7 +34,7 @@ pub struct FirebaseCsvArgs {
     #[arg(long)]
     pub start: String,
     /// Data directory of the store.
-    #[arg(long, default_value = DEFAULT_DATA_DIR)]
+    #[arg(long, default_value = DEFAULT_DATA_DIR, env = "SMART_ENERGY_DATA_DIR")]
     pub data_dir: PathBuf,
 }
 

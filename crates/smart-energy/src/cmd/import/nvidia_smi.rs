@@ -36,7 +36,7 @@ pub struct NvidiaSmiArgs {
     #[arg(long, default_value_t = se_decode::DEFAULT_BURST_TOLERANCE_MS)]
     pub burst_tolerance_ms: i64,
     /// Data directory of the store.
-    #[arg(long, default_value = DEFAULT_DATA_DIR)]
+    #[arg(long, default_value = DEFAULT_DATA_DIR, env = "SMART_ENERGY_DATA_DIR")]
     pub data_dir: PathBuf,
 }
 
