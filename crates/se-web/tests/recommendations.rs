@@ -6,14 +6,13 @@ mod common;
 use std::str::FromStr;
 use std::sync::Arc;
 
-use common::{TestServer, ADMIN_PASSWORD};
+use common::{TestServer, ADMIN_PASSWORD, OWNER_PASSWORD};
 use reqwest::StatusCode;
 use rust_decimal::Decimal;
 use se_core::{now_ms, ChannelName, DeviceId, Metric, Reading};
-use se_store::{NewRecommendation, NewUser, RecommendationStatus, Role, Site, SqliteStore, Store};
+use se_store::{NewRecommendation, RecommendationStatus, Site, SqliteStore, Store};
 use serde_json::{json, Value};
 
-const OWNER_PASSWORD: &str = "owner-password-42";
 const STEP_MS: i64 = 600_000;
 const DAY_MS: i64 = 86_400_000;
 const FLAT_TARIFF: &str = r#"{"currency": "EUR", "energy": {"type": "flat", "price_per_kwh": "0.25"}}"#;
@@ -94,27 +93,13 @@ fn site(id: &str, tariff_json: Option<&str>) -> Site {
 /// - `other` (owned by `neighbour`) with rig-9, which behaves the same;
 /// - `mine` (admin only) with rig-3, whose GPU 0 went through a sweep of power limits.
 async fn start() -> TestServer {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(SqliteStore::open(dir.path()).unwrap());
-    se_web::ensure_admin(store.as_ref(), Some(ADMIN_PASSWORD.to_owned())).await.unwrap();
+    let (dir, store) = common::store_with_admin().await;
     store.upsert_site(&site("farm", Some(FLAT_TARIFF))).await.unwrap();
     store.upsert_site(&site("calm", None)).await.unwrap();
     store.upsert_site(&site("other", Some(FLAT_TARIFF))).await.unwrap();
     store.upsert_site(&site("mine", Some(FLAT_TARIFF))).await.unwrap();
-    for (username, sites) in [("owner", &["farm", "calm"][..]), ("neighbour", &["other"][..])] {
-        let user = store
-            .create_user(&NewUser {
-                username: username.into(),
-                password_hash: se_web::hash_password(OWNER_PASSWORD).unwrap(),
-                role: Role::BuildingOwner,
-                must_change_password: false,
-            })
-            .await
-            .unwrap();
-        for site_id in sites {
-            store.set_site_owner(site_id, user.id, true).await.unwrap();
-        }
-    }
+    common::add_owner(&store, "owner", &["farm", "calm"]).await;
+    common::add_owner(&store, "neighbour", &["other"]).await;
     let now = now_ms();
     for (id, site_id) in [("rig-1", "farm"), ("rig-2", "calm"), ("rig-9", "other")] {
         store.write_readings(&generated_device(id, now - 7 * DAY_MS, now, Nights::Standby, true)).await.unwrap();
