@@ -2,11 +2,13 @@
 //! validates its input, calls the store and returns JSON; errors go through
 //! [`ApiError`].
 
+use std::collections::HashSet;
+
 use axum::extract::State;
 use axum::Json;
 use se_core::{now_ms, DeviceId, Lang, RejectReason};
 use se_store::{
-    DeviceSummary, IngestErrorCount, IngestErrorQuery, IngestErrorRecord, RawQuery, SeriesPoint,
+    DeviceSummary, IngestErrorCount, IngestErrorQuery, IngestErrorRecord, RawQuery, Role, SeriesPoint,
     SeriesQuery, StoreStats,
 };
 use serde::{Deserialize, Serialize};
@@ -14,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::auth::{AdminUser, CurrentUser};
 use crate::error::ApiError;
 use crate::extract::{ApiQuery, DevicePath};
+use crate::forecast::accessible_device_site;
 use crate::i18n::{catalog, lang_from_code, RequestLang};
 use crate::params;
 use crate::WebState;
@@ -61,9 +64,36 @@ const MAX_INGEST_ERRORS: u32 = 10_000;
 /// `GET /api/v1/devices`
 pub(crate) async fn list_devices(
     State(state): State<WebState>,
-    _user: CurrentUser,
+    user: CurrentUser,
 ) -> Result<Json<Vec<DeviceSummary>>, ApiError> {
-    Ok(Json(state.store.list_devices().await?))
+    let mut devices = state.store.list_devices().await?;
+    if let Some(owned) = owned_devices(&state, &user).await? {
+        devices.retain(|device| owned.contains(&device.id));
+    }
+    Ok(Json(devices))
+}
+
+/// Returns the devices on a building owner's sites, or `None` for an admin,
+/// who may read every device.
+pub(crate) async fn owned_devices(state: &WebState, user: &CurrentUser) -> Result<Option<HashSet<DeviceId>>, ApiError> {
+    if user.role != Role::BuildingOwner {
+        return Ok(None);
+    }
+    let mut owned = HashSet::new();
+    for site in state.store.sites_of_user(user.id).await? {
+        owned.extend(state.store.site_devices(&site.id).await?);
+    }
+    Ok(Some(owned))
+}
+
+/// Returns the device if `user` may read it: an admin any known device, a
+/// building owner only a device on one of their sites (`device_forbidden`
+/// otherwise, as on the forecast routes).
+pub(crate) async fn visible_device(state: &WebState, user: &CurrentUser, device: &DeviceId) -> Result<DeviceSummary, ApiError> {
+    if user.role == Role::BuildingOwner {
+        accessible_device_site(state, user, device).await?;
+    }
+    known_device(state, device).await
 }
 
 pub(crate) async fn known_device(state: &WebState, device: &DeviceId) -> Result<DeviceSummary, ApiError> {
@@ -79,10 +109,10 @@ pub(crate) async fn known_device(state: &WebState, device: &DeviceId) -> Result<
 /// `GET /api/v1/devices/{id}`
 pub(crate) async fn get_device(
     State(state): State<WebState>,
-    _user: CurrentUser,
+    user: CurrentUser,
     DevicePath(device): DevicePath,
 ) -> Result<Json<DeviceSummary>, ApiError> {
-    Ok(Json(known_device(&state, &device).await?))
+    Ok(Json(visible_device(&state, &user, &device).await?))
 }
 
 #[derive(Deserialize)]
@@ -109,7 +139,7 @@ pub(crate) struct SeriesResponse {
 /// `GET /api/v1/devices/{id}/series?channel&metric&(range | from&to)&points`
 pub(crate) async fn series(
     State(state): State<WebState>,
-    _user: CurrentUser,
+    user: CurrentUser,
     DevicePath(device): DevicePath,
     ApiQuery(query): ApiQuery<SeriesParams>,
 ) -> Result<Json<SeriesResponse>, ApiError> {
@@ -138,7 +168,7 @@ pub(crate) async fn series(
         1,
         MAX_POINTS,
     )?;
-    known_device(&state, &device).await?;
+    visible_device(&state, &user, &device).await?;
 
     let series_query = SeriesQuery {
         device: device.clone(),
@@ -173,7 +203,7 @@ pub(crate) struct ReadingsParams {
 /// `GET /api/v1/devices/{id}/readings?[channel]&[metric]&(range | from&to)&limit`
 pub(crate) async fn readings(
     State(state): State<WebState>,
-    _user: CurrentUser,
+    user: CurrentUser,
     DevicePath(device): DevicePath,
     ApiQuery(query): ApiQuery<ReadingsParams>,
 ) -> Result<Json<Vec<se_core::Reading>>, ApiError> {
@@ -192,7 +222,7 @@ pub(crate) async fn readings(
         1,
         MAX_READINGS,
     )?;
-    known_device(&state, &device).await?;
+    visible_device(&state, &user, &device).await?;
 
     let raw_query = RawQuery {
         device,
@@ -244,7 +274,7 @@ pub(crate) struct IngestErrorsResponse {
 /// `GET /api/v1/ingest/errors?[device]&[reason]&[limit]`
 pub(crate) async fn ingest_errors(
     State(state): State<WebState>,
-    _user: CurrentUser,
+    user: CurrentUser,
     RequestLang(lang): RequestLang,
     ApiQuery(query): ApiQuery<IngestErrorParams>,
 ) -> Result<Json<IngestErrorsResponse>, ApiError> {
@@ -274,7 +304,13 @@ pub(crate) async fn ingest_errors(
         MAX_INGEST_ERRORS,
     )?;
 
-    let report = state
+    if let Some(device) = &device {
+        if user.role == Role::BuildingOwner {
+            accessible_device_site(&state, &user, device).await?;
+        }
+    }
+
+    let mut report = state
         .store
         .ingest_errors(&IngestErrorQuery {
             device,
@@ -282,6 +318,13 @@ pub(crate) async fn ingest_errors(
             limit,
         })
         .await?;
+    // A building owner sees only the rejected values of devices on their
+    // sites, which leaves out those with no device id (unknown topics).
+    if let Some(owned) = owned_devices(&state, &user).await? {
+        let visible = |device: &Option<DeviceId>| device.as_ref().is_some_and(|id| owned.contains(id));
+        report.counts.retain(|count| visible(&count.device));
+        report.recent.retain(|record| visible(&record.device));
+    }
     Ok(Json(describe_report(report, lang)))
 }
 

@@ -92,7 +92,7 @@ const KEEP_ALIVE: Duration = Duration::from_secs(15);
 /// number of skipped updates and then continues with the newest ones.
 pub(crate) async fn live(
     State(state): State<WebState>,
-    _user: CurrentUser,
+    user: CurrentUser,
     Query(params): Query<LiveParams>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let device = params
@@ -100,6 +100,16 @@ pub(crate) async fn live(
         .as_deref()
         .map(crate::params::device_id)
         .transpose()?;
+    // An admin may wait for a device that has not published yet; a building
+    // owner only for a known device on one of their sites.
+    if let Some(device) = &device {
+        if user.role == se_store::Role::BuildingOwner {
+            crate::api::visible_device(&state, &user, device).await?;
+        }
+    }
+    // NOTE: a building owner's devices are read once, when the stream opens;
+    // a device assigned to their site later appears after a reconnect.
+    let owned = crate::api::owned_devices(&state, &user).await?.map(std::sync::Arc::new);
     let receiver = state.live.subscribe();
     let shutdown = state.shutdown.clone();
 
@@ -107,6 +117,7 @@ pub(crate) async fn live(
     let opened = stream::once(async { Ok(Event::default().event("ready").data("{}")) });
     let updates = stream::unfold(receiver, move |mut receiver| {
         let device = device.clone();
+        let owned = owned.clone();
         async move {
             loop {
                 match receiver.recv().await {
@@ -115,6 +126,9 @@ pub(crate) async fn live(
                             .as_ref()
                             .is_some_and(|wanted| *wanted != update.device)
                         {
+                            continue;
+                        }
+                        if owned.as_ref().is_some_and(|owned| !owned.contains(&update.device)) {
                             continue;
                         }
                         return Some((reading_event(&update), receiver));

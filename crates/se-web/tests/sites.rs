@@ -183,6 +183,50 @@ async fn owner_cannot_see_foreign_site() {
 }
 
 #[tokio::test]
+async fn owner_cannot_read_foreign_device() {
+    let (server, owner_id) = start().await;
+    server.add_site("mine").await;
+    server.add_site("theirs").await;
+    server.store.set_site_owner("mine", owner_id, true).await.unwrap();
+    write_one_kwh_of_power(&server.store, "meter-mine").await;
+    write_one_kwh_of_power(&server.store, "meter-theirs").await;
+    server.store.assign_device(&device("meter-mine"), "mine").await.unwrap();
+    server.store.assign_device(&device("meter-theirs"), "theirs").await.unwrap();
+    let owner = server.owner().await;
+    let admin = server.admin().await;
+
+    let list: Value = owner.get(server.url("/api/v1/devices")).send().await.unwrap().json().await.unwrap();
+    let ids: Vec<&str> = list.as_array().unwrap().iter().filter_map(|device| device["id"].as_str()).collect();
+    assert_eq!(ids, ["meter-mine"], "{list}");
+    let admin_list: Value = admin.get(server.url("/api/v1/devices")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(admin_list.as_array().map(Vec::len), Some(2), "{admin_list}");
+
+    let foreign_paths = [
+        "/api/v1/devices/meter-theirs".to_owned(),
+        format!("/api/v1/devices/meter-theirs/series?channel=total&metric=power_w&{HOUR_QUERY}"),
+        format!("/api/v1/devices/meter-theirs/readings?{HOUR_QUERY}"),
+        "/api/v1/live?device=meter-theirs".to_owned(),
+        "/api/v1/ingest/errors?device=meter-theirs".to_owned(),
+    ];
+    for path in &foreign_paths {
+        let response = owner.get(server.url(path)).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::FORBIDDEN, "{path}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["code"], json!("device_forbidden"), "{path}");
+    }
+
+    let own = owner
+        .get(server.url(&format!("/api/v1/devices/meter-mine/readings?{HOUR_QUERY}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(own.status(), StatusCode::OK);
+    let readings: Value = own.json().await.unwrap();
+    // The span is half-open, so the reading at 11:00 is left out.
+    assert_eq!(readings.as_array().map(Vec::len), Some(60), "{readings}");
+}
+
+#[tokio::test]
 async fn owner_cannot_change_tariff() {
     let (server, owner_id) = start().await;
     server.store.set_site_owner("default", owner_id, true).await.unwrap();
