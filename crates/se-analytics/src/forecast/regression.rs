@@ -100,24 +100,24 @@ impl Forecaster for CalendarRegression {
                 &mut values,
             );
         }
-        let full = DMatrix::from_row_slice(rows, width, &values);
 
         // Keep the intercept and every column that varies in this window.
-        let kept: Vec<usize> = (0..width)
-            .filter(|&j| {
-                let column = full.column(j);
-                j == 0 || column.max() > column.min()
-            })
-            .collect();
-        let design = full.select_columns(&kept);
+        let varies = |j: usize| (1..rows).any(|i| values[i * width + j] != values[j]);
+        let kept: Vec<usize> = (0..width).filter(|&j| j == 0 || varies(j)).collect();
+        let design = DMatrix::from_fn(rows, kept.len(), |i, column| {
+            values[i * width + kept[column]]
+        });
         let kept_names: Vec<String> = kept.iter().map(|&j| names[j].clone()).collect();
         let target = DVector::from_column_slice(window.values());
-        let fit = LeastSquaresFit::fit(&design, &target, &kept_names).map_err(|error| {
-            AnalyticsError::ModelFailed {
+        // A backtest fits this model once per origin, so it uses the cheaper
+        // normal equations, which fall back to the SVD when the columns are
+        // nearly collinear.
+        let fit = LeastSquaresFit::fit_normal_equations(&design, &target, &kept_names).map_err(
+            |error| AnalyticsError::ModelFailed {
                 model: self.name().to_string(),
                 reason: error.to_string(),
-            }
-        })?;
+            },
+        )?;
         Ok(Box::new(FittedRegression {
             fit,
             kept,
@@ -209,6 +209,70 @@ mod tests {
             assert!(
                 (predicted - actual).abs() < 1e-6,
                 "predicted {predicted}, actual {actual}"
+            );
+        }
+    }
+
+    #[test]
+    fn forecast_matches_svd_fit() {
+        // Noisy load with a temperature term, so the residuals and intervals are not trivial.
+        let hours = 3 * WEEK;
+        let temperature: Vec<f64> = (0..hours)
+            .map(|i| 15.0 + 5.0 * ((i as f64) * 0.37).sin())
+            .collect();
+        let values: Vec<f64> = (0..hours)
+            .map(|i| {
+                let noise = 30.0 * ((i as f64 * 0.618_033_988_75).fract() - 0.5);
+                400.0 + 10.0 * (i % 24) as f64 + 3.0 * temperature[i] + noise
+            })
+            .collect();
+        let features = vec![Feature {
+            name: "temp".to_string(),
+            values: temperature.clone(),
+        }];
+        let series = HourlySeries::from_hourly(monday(), TimeZone::UTC, values.clone(), features);
+        let history_end = hours - 24;
+        let fitted = CalendarRegression::new(2 * WEEK, BTreeSet::new())
+            .fit(&HistoryWindow::new(&series, 0..history_end))
+            .unwrap();
+        let forecast = fitted
+            .predict(&FutureFrame::new(&series, history_end..hours), 0.95)
+            .unwrap();
+
+        // The same design built row by row and solved through the SVD.
+        let row_of = |index: usize| {
+            let mut row = Vec::new();
+            let time = series.zoned_at(index);
+            push_row(
+                &time,
+                &BTreeSet::new(),
+                &[("temp", &temperature)],
+                index,
+                &mut row,
+            );
+            row
+        };
+        let window = history_end - 2 * WEEK..history_end;
+        let width = row_of(0).len();
+        let rows: Vec<f64> = window.clone().flat_map(row_of).collect();
+        let design = DMatrix::from_row_slice(window.len(), width, &rows);
+        let target = DVector::from_column_slice(&values[window]);
+        let names: Vec<String> = (0..width).map(|j| format!("x{j}")).collect();
+        let svd = LeastSquaresFit::fit(&design, &target, &names).unwrap();
+        for step in 0..24 {
+            let expected = svd.predict_interval(&row_of(history_end + step), 0.95);
+            let scale = expected.point.abs();
+            assert!(
+                (forecast.point[step] - expected.point).abs() < 1e-9 * scale,
+                "step {step}: point"
+            );
+            assert!(
+                (forecast.lower[step] - expected.lower).abs() < 1e-9 * scale,
+                "step {step}: lower"
+            );
+            assert!(
+                (forecast.upper[step] - expected.upper).abs() < 1e-9 * scale,
+                "step {step}: upper"
             );
         }
     }
