@@ -50,7 +50,7 @@ impl RecommendationsConfig {
     pub fn schedule(&self) -> Result<RecommendationSchedule, String> {
         let defaults = RecommendationSchedule::default();
         Ok(RecommendationSchedule {
-            interval: self.interval.as_deref().map_or(Ok(defaults.interval), super::parse_duration)?,
+            interval: self.interval.as_deref().map_or(Ok(defaults.interval), parse_run_interval)?,
             first_run_after: self.first_run_after.as_deref().map_or(Ok(defaults.first_run_after), super::parse_duration)?,
             history: self.history.as_deref().map_or(Ok(defaults.history), parse_history)?,
         })
@@ -58,7 +58,7 @@ impl RecommendationsConfig {
 
     fn problems(&self) -> Vec<String> {
         let mut problems = Vec::new();
-        if let Some(Err(error)) = self.interval.as_deref().map(super::parse_duration) {
+        if let Some(Err(error)) = self.interval.as_deref().map(parse_run_interval) {
             problems.push(format!("recommendations.interval: {error}"));
         }
         if let Some(Err(error)) = self.first_run_after.as_deref().map(super::parse_duration) {
@@ -71,12 +71,28 @@ impl RecommendationsConfig {
     }
 }
 
-/// Parses the history that the recommenders read: a duration in which a day is 24 hours.
+/// Parses the history that the recommenders read: from 1 hour to 366 days,
+/// where a day is 24 hours.
 pub fn parse_history(text: &str) -> Result<Duration, String> {
-    let invalid = || format!("invalid history {text:?}; use a duration such as 7d, 72h or 14d");
+    parse_bounded_duration(text, Duration::from_secs(3_600), Duration::from_secs(366 * 86_400), "1h to 366d, such as 7d, 72h or 14d")
+}
+
+/// Parses the time between two recommendation runs: from 1 minute to 30
+/// days, because each run reads the whole history of every site.
+pub fn parse_run_interval(text: &str) -> Result<Duration, String> {
+    parse_bounded_duration(text, Duration::from_secs(60), Duration::from_secs(30 * 86_400), "1m to 30d, such as 1h or 1d")
+}
+
+/// Parses a duration such as "90s", "2h" or "7d" (a day is 24 hours) and
+/// checks that it lies in `min..=max`; `range` describes the bounds in the message.
+fn parse_bounded_duration(text: &str, min: Duration, max: Duration, range: &str) -> Result<Duration, String> {
+    let invalid = || format!("invalid duration {text:?}; use a duration from {range}");
     let span: jiff::Span = text.trim().parse().map_err(|_| invalid())?;
     let duration = span.to_duration(jiff::SpanRelativeTo::days_are_24_hours()).map_err(|_| invalid())?;
-    Duration::try_from(duration).ok().filter(|duration| !duration.is_zero()).ok_or_else(invalid)
+    Duration::try_from(duration)
+        .ok()
+        .filter(|duration| (min..=max).contains(duration))
+        .ok_or_else(invalid)
 }
 
 /// The `[store]` section: background compaction and retention.
@@ -319,9 +335,29 @@ mod tests {
         assert!(problems[0].starts_with("recommendations.interval: invalid duration \"hourly\""), "{}", problems[0]);
         assert!(problems[1].starts_with("recommendations.first_run_after: "), "{}", problems[1]);
         assert!(problems[1].contains("greater than zero"), "{}", problems[1]);
-        assert!(problems[2].starts_with("recommendations.history: invalid history \"-2d\""), "{}", problems[2]);
+        assert!(problems[2].starts_with("recommendations.history: invalid duration \"-2d\""), "{}", problems[2]);
+        assert!(problems[2].contains("from 1h to 366d"), "{}", problems[2]);
         let error = toml::from_str::<ServerConfig>("[recommendations]\nevery = \"1h\"\n").unwrap_err();
         assert!(error.to_string().contains("every"), "{error}");
+    }
+
+    #[test]
+    fn recommendation_interval_bounds() {
+        assert_eq!(parse_run_interval("1d"), Ok(Duration::from_secs(86_400)));
+        assert_eq!(parse_run_interval("1m"), Ok(Duration::from_secs(60)));
+        for text in ["500ms", "59s", "31d", "banana"] {
+            let error = parse_run_interval(text).unwrap_err();
+            assert!(error.contains(&format!("{text:?}")), "{error}");
+            assert!(error.contains("from 1m to 30d"), "{error}");
+        }
+    }
+
+    #[test]
+    fn history_bounds() {
+        assert_eq!(parse_history("7d"), Ok(Duration::from_secs(7 * 86_400)));
+        assert!(parse_history("0d").is_err());
+        assert!(parse_history("100000000d").is_err());
+        assert!(parse_history("367d").is_err());
     }
 
     #[test]
