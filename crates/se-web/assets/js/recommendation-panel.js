@@ -8,12 +8,16 @@ import { h, fill } from "./dom.js";
 import { currentLang, onLangChange, t } from "./i18n.js";
 import { formatNumber, formatTime } from "./format.js";
 
-/** "28.8 kWh · 7.20 EUR", or the kWh alone without an amount of money. */
+/**
+ * "28.8 kWh · 7.20 EUR", the kWh alone without an amount of money, or the
+ * money alone when no energy is saved (a load moved to off-peak hours).
+ */
 function savingText(kwh, money, currency) {
-  const energy = `${formatNumber(kwh, 1)} kWh`;
+  const energy = `${new Intl.NumberFormat(currentLang(), { minimumFractionDigits: 1, maximumFractionDigits: 1 }).format(kwh)} kWh`;
   if (money === null || money === undefined) return energy;
-  const amount = new Intl.NumberFormat(currentLang(), { minimumFractionDigits: 2, maximumFractionDigits: 3 }).format(Number(money));
-  return `${energy} · ${amount} ${currency}`;
+  const amount = `${new Intl.NumberFormat(currentLang(), { minimumFractionDigits: 2, maximumFractionDigits: 3 }).format(Number(money))} ${currency}`;
+  if (kwh === 0) return amount;
+  return `${energy} · ${amount}`;
 }
 
 function estimateLine(recommendation) {
@@ -85,7 +89,7 @@ export function mountRecommendationPanel(container, siteId) {
   const runNow = () =>
     act(async () => {
       const run = await apiPost(`${base}/run`);
-      return t("recommendations.run_done", { count: run.recommendations, created: run.created, refreshed: run.refreshed });
+      return t("recommendations.run_done", { count: run.recommendations, created: run.created, refreshed: run.refreshed, decided: run.decided });
     });
 
   const openItem = (recommendation) => item(recommendation, [
