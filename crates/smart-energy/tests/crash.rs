@@ -40,13 +40,26 @@ async fn publish_until_broken(port: u16, start_ms: i64) -> (HashSet<u64>, u64) {
 
 /// Values of the device's power readings, as the API returns them.
 async fn stored_values(server: &ServeProcess) -> Vec<u64> {
+    // The route returns at most 100,000 readings per request, in time order,
+    // and a fast machine stores more before the kill, so read page by page.
+    const PAGE: usize = 100_000;
     let client = server.admin_client().await;
-    let url = format!("{}/api/v1/devices/{DEVICE}/readings?from=0&to=9999999999999&limit=100000", server.http);
-    let response = client.get(url).send().await.expect("readings request");
-    assert!(response.status().is_success(), "readings request failed with {}", response.status());
-    let body: Value = response.json().await.expect("readings JSON");
-    let rows = body.as_array().or_else(|| body["readings"].as_array()).cloned().unwrap_or_default();
-    rows.iter().filter_map(|row| row["value"].as_f64()).map(|value| value as u64).collect()
+    let mut values = Vec::new();
+    let mut from_ms = 0i64;
+    loop {
+        let url = format!("{}/api/v1/devices/{DEVICE}/readings?from={from_ms}&to=9999999999999&limit={PAGE}", server.http);
+        let response = client.get(url).send().await.expect("readings request");
+        assert!(response.status().is_success(), "readings request failed with {}", response.status());
+        let body: Value = response.json().await.expect("readings JSON");
+        let rows = body.as_array().cloned().unwrap_or_default();
+        values.extend(rows.iter().filter_map(|row| row["value"].as_f64()).map(|value| value as u64));
+        let Some(last_ms) = rows.last().and_then(|row| row["ts_ms"].as_i64()) else { break };
+        if rows.len() < PAGE {
+            break;
+        }
+        from_ms = last_ms + 1;
+    }
+    values
 }
 
 fn assert_no_duplicates(values: &[u64], when: &str) {
