@@ -3,6 +3,9 @@
 //! Writes use a generated mining rig: each message carries 8 GPUs with 5
 //! metrics each (40 readings at one timestamp), one second apart. Every
 //! timed batch contains new timestamps, so nothing is skipped as a duplicate.
+//! The `write_farm` group writes a farm instead: 100 rigs of 8 GPUs with 5
+//! metrics each (4,000 series) reporting every 10 s, in time order, so each
+//! batch contains two or three readings of every series.
 //! Run with `cargo bench -p se-store`.
 
 use std::time::{Duration, Instant};
@@ -151,6 +154,80 @@ fn bench_writes(c: &mut Criterion) {
     group.finish();
 }
 
+const FARM_RIGS: usize = 100;
+const FARM_SERIES: usize = FARM_RIGS * READINGS_PER_MESSAGE;
+const FARM_INTERVAL_MS: TimestampMs = 10_000;
+const FARM_BATCH: usize = 10_000;
+/// Readings per series written before timing starts, so the head already
+/// spreads over many pages as it does between two compactions of a farm.
+const FARM_PREFILL_PER_SERIES: usize = 100;
+
+/// Generates farm readings in time order: every series at one instant, then
+/// every series at the next instant, 10 s later.
+struct FarmGenerator {
+    series: Vec<(DeviceId, String, Metric, usize)>,
+    position: usize,
+}
+
+impl FarmGenerator {
+    fn new() -> Self {
+        let mut series = Vec::with_capacity(FARM_SERIES);
+        for rig in 0..FARM_RIGS {
+            let device = DeviceId::parse(&format!("farm-rig-{rig:03}")).expect("bench device id is valid");
+            for gpu in 0..GPUS {
+                for metric in METRICS {
+                    series.push((device.clone(), format!("gpu{gpu}"), metric, gpu));
+                }
+            }
+        }
+        Self { series, position: 0 }
+    }
+
+    fn next_batch(&mut self, count: usize) -> Vec<Reading> {
+        let mut batch = Vec::with_capacity(count);
+        for _ in 0..count {
+            let (device, channel, metric, gpu) = &self.series[self.position % FARM_SERIES];
+            let instant = (self.position / FARM_SERIES) as u64;
+            let ts_ms = START_MS + instant as TimestampMs * FARM_INTERVAL_MS;
+            batch.push(Reading::new(device.clone(), channel, *metric, ts_ms, sample_value(*metric, *gpu, instant)));
+            self.position += 1;
+        }
+        batch
+    }
+}
+
+fn bench_farm_writes(c: &mut Criterion) {
+    let runtime = runtime();
+    let mut group = c.benchmark_group("write_farm");
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(8));
+    group.warm_up_time(Duration::from_secs(1));
+    group.throughput(Throughput::Elements(FARM_BATCH as u64));
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = SqliteStore::open(dir.path()).expect("open store");
+    let mut farm = FarmGenerator::new();
+    runtime.block_on(async {
+        for _ in 0..FARM_SERIES * FARM_PREFILL_PER_SERIES / FARM_BATCH {
+            store.write_readings(&farm.next_batch(FARM_BATCH)).await.expect("prefill the head");
+        }
+    });
+    group.bench_function(BenchmarkId::new("write_readings_4000_series", FARM_BATCH), |b| {
+        b.iter_custom(|iters| {
+            let batches: Vec<_> = (0..iters).map(|_| farm.next_batch(FARM_BATCH)).collect();
+            let started = Instant::now();
+            runtime.block_on(async {
+                for batch in &batches {
+                    let outcome = store.write_readings(batch).await.expect("write_readings");
+                    assert_eq!(outcome.stored, batch.len() as u64, "every reading is new");
+                }
+            });
+            started.elapsed()
+        });
+    });
+    group.finish();
+}
+
 fn bench_queries(c: &mut Criterion) {
     let runtime = runtime();
     let dir = tempfile::tempdir().expect("temp dir");
@@ -201,5 +278,5 @@ fn bench_queries(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_writes, bench_queries);
+criterion_group!(benches, bench_writes, bench_farm_writes, bench_queries);
 criterion_main!(benches);

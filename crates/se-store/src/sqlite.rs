@@ -15,16 +15,24 @@
 //!   message counters that ingestion derives from sequence numbers.
 //! - `series(id, device_id, channel, metric, reading_count)`: one row per
 //!   (device, channel, metric), unique on those three. The integer `id` keeps
-//!   `readings` small. `reading_count` counts the rows of the series in
-//!   `readings`, so statistics do not scan that table.
-//! - `readings(series_id, ts_ms, value)`: every stored value. The primary key
+//!   `readings` small. `reading_count` counts the readings of the series in
+//!   `readings` and in blocks, so statistics do not scan those tables.
+//!   `stats` adds the rows of `staged_readings`.
+//! - `readings(series_id, ts_ms, value)`: the head, the values that
+//!   compaction has not yet moved into blocks. The primary key
 //!   `(series_id, ts_ms)` allows at most one value per series and instant, so a
 //!   replayed reading is ignored and counted as a duplicate. The table is
 //!   `WITHOUT ROWID`, which makes a time range of one series one contiguous
 //!   B-tree range.
-//! - `latest(series_id, ts_ms, value)`: the newest value of each series. A
-//!   write replaces it only with a reading at least as new, so late readings
-//!   do not hide the current value.
+//! - `staged_readings(series_id, ts_ms, value)`: the staging table of the
+//!   head (schema version 8), with the same key. Readings of series with
+//!   few readings in a batch land here, and the writer merges the table
+//!   into `readings` in bulk. A reading is in at most one of the two tables,
+//!   and readers read both. See the `staging` module and docs/storage.md.
+//! - `latest(series_id, ts_ms, value)`: the newest value of each series in
+//!   `readings` and blocks. A write replaces it only with a reading at least
+//!   as new, so late readings do not hide the current value. Readers compare
+//!   it with the newest row of the series in `staged_readings`.
 //! - `ingest_errors(id, at_ms, device_id, topic, field, value, reason,
 //!   detail)`: the newest rejected input values, for the operator. Only the
 //!   newest 10,000 rows are kept. Each write deletes older rows by primary key
@@ -108,6 +116,7 @@ mod read;
 mod recommendations;
 mod schema;
 mod series_read;
+mod staging;
 mod write;
 
 use std::path::{Path, PathBuf};

@@ -186,10 +186,13 @@ async fn deleting_site_deletes_recommendations() {
 }
 
 /// Turns the file back into a schema version 6 database: version 7 only
-/// added the recommendations table and its indexes.
+/// added the recommendations table and its indexes, and version 8 the empty
+/// staging table of the head.
 fn downgrade_to_version_6(dir: &std::path::Path) {
     let conn = rusqlite::Connection::open(dir.join(SqliteStore::FILE_NAME)).expect("open file");
-    conn.execute_batch("DROP TABLE recommendations;").expect("drop the version 7 table");
+    let staged: i64 = conn.query_row("SELECT count(*) FROM staged_readings", [], |row| row.get(0)).expect("count staged readings");
+    assert_eq!(staged, 0, "the downgrade drops the staging table, so it must be empty");
+    conn.execute_batch("DROP TABLE recommendations; DROP TABLE staged_readings;").expect("drop the version 7 and 8 tables");
     conn.pragma_update(None, "user_version", 6).expect("set version");
 }
 
@@ -203,7 +206,9 @@ async fn version_six_file_migrates() {
         store.upsert_site(&site("farm")).await.unwrap();
         store.set_site_limits("farm", &limits).await.unwrap();
         store.assign_device(&rig, "farm").await.unwrap();
-        let readings: Vec<Reading> = (0..10).map(|step| Reading::new(rig.clone(), "main", Metric::Power, 1_000 + step * 60_000, 80.0)).collect();
+        // 20 readings of one series in one batch go straight to the head
+        // table, so the staging table that the downgrade drops stays empty.
+        let readings: Vec<Reading> = (0..20).map(|step| Reading::new(rig.clone(), "main", Metric::Power, 1_000 + step * 60_000, 80.0)).collect();
         store.write_readings(&readings).await.unwrap();
     }
     downgrade_to_version_6(dir.path());
@@ -213,11 +218,11 @@ async fn version_six_file_migrates() {
     let conn = rusqlite::Connection::open(dir.path().join(SqliteStore::FILE_NAME)).unwrap();
     let version: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0)).unwrap();
     assert_eq!(version, SqliteStore::SCHEMA_VERSION);
-    assert_eq!(version, 7);
+    assert_eq!(version, 8);
     assert_eq!(store.site("farm").await.unwrap(), Some(site("farm")));
     assert_eq!(store.site_limits("farm").await.unwrap(), Some(limits));
     assert_eq!(store.site_devices("farm").await.unwrap(), vec![rig.clone()]);
-    assert_eq!(store.stats().await.unwrap().readings, 10);
+    assert_eq!(store.stats().await.unwrap().readings, 20);
     let upsert = store.upsert_recommendation(&idle_recommendation("farm", "rig-1", 28.8, 1_000)).await.unwrap();
     assert_eq!(upsert.outcome, UpsertOutcome::Created);
 }

@@ -2,6 +2,7 @@
 //! SIGKILL while a publisher streams QoS 1 messages and compaction runs
 //! every 200 ms. After a restart, every reading whose PUBACK arrived must be
 //! stored, and none twice, also after the publisher replays its messages.
+//! The latest value and the store's reading count must match what is stored.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -38,7 +39,10 @@ async fn publish_until_broken(port: u16, start_ms: i64) -> (HashSet<u64>, u64) {
     (tally.acked, tally.sent)
 }
 
-/// Values of the device's power readings, as the API returns them.
+/// Values of the device's power readings, as the API returns them. On an
+/// idle machine the publisher gets more PUBACKs than one page contains, so the
+/// readings are read page by page, each starting after the last timestamp
+/// of the one before.
 async fn stored_values(server: &ServeProcess) -> Vec<u64> {
     // The route returns at most 100,000 readings per request, in time order,
     // and a fast machine stores more before the kill, so read page by page.
@@ -62,6 +66,30 @@ async fn stored_values(server: &ServeProcess) -> Vec<u64> {
     values
 }
 
+/// The latest power reading of the device (timestamp and value) and the
+/// store's reading count, as the API returns them.
+async fn latest_and_count(server: &ServeProcess) -> ((i64, f64), u64) {
+    let client = server.admin_client().await;
+    let response = client.get(format!("{}/api/v1/devices/{DEVICE}", server.http)).send().await.expect("device request");
+    assert!(response.status().is_success(), "device request failed with {}", response.status());
+    let device: Value = response.json().await.expect("device JSON");
+    let latest = device["latest"]
+        .as_array()
+        .and_then(|values| values.iter().find(|value| value["channel"] == "gpu0" && value["metric"] == "power_w"))
+        .unwrap_or_else(|| panic!("no latest power value in {device}"));
+    let latest = (latest["ts_ms"].as_i64().expect("latest ts_ms"), latest["value"].as_f64().expect("latest value"));
+
+    let response = client.get(format!("{}/api/v1/stats", server.http)).send().await.expect("stats request");
+    assert!(response.status().is_success(), "stats request failed with {}", response.status());
+    let stats: Value = response.json().await.expect("stats JSON");
+    (latest, stats["readings"].as_u64().expect("stats readings"))
+}
+
+/// Returns the timestamp and value of message `seq`, as `payload` writes them.
+fn reading_of(start_ms: i64, seq: u64) -> (i64, f64) {
+    (start_ms + seq as i64 * 10, seq as f64)
+}
+
 fn assert_no_duplicates(values: &[u64], when: &str) {
     let distinct: HashSet<u64> = values.iter().copied().collect();
     assert_eq!(distinct.len(), values.len(), "{when}: {} readings stored twice", values.len() - distinct.len());
@@ -83,12 +111,16 @@ async fn sigkill_loses_no_acknowledged_reading() {
     let (acked, sent) = publishing.await.unwrap();
     assert!(acked.len() > 100, "the publisher got only {} PUBACKs before the kill", acked.len());
 
-    let restarted = ServeProcess::start(BINARY, scratch.path(), ServeOptions { data_dir: Some(server.data_dir.clone()), ..options });
+    let mut restarted = ServeProcess::start(BINARY, scratch.path(), ServeOptions { data_dir: Some(server.data_dir.clone()), ..options.clone() });
     let stored = stored_values(&restarted).await;
     assert_no_duplicates(&stored, "after the restart");
     let stored_set: HashSet<u64> = stored.iter().copied().collect();
     let missing: Vec<u64> = acked.difference(&stored_set).copied().collect();
     assert!(missing.is_empty(), "{} acknowledged readings were lost, such as {:?}", missing.len(), missing.iter().take(5).collect::<Vec<_>>());
+    let newest = stored.iter().copied().max().expect("stored readings");
+    let (latest, count) = latest_and_count(&restarted).await;
+    assert_eq!(latest, reading_of(start_ms, newest), "latest value after the restart");
+    assert_eq!(count, stored.len() as u64, "reading count after the restart");
 
     // The client replays everything it sent, acknowledged or not, as a
     // device with a persistent session would after a reconnect.
@@ -103,4 +135,21 @@ async fn sigkill_loses_no_acknowledged_reading() {
     .await;
     assert_no_duplicates(&after_replay, "after the replay");
     assert_eq!(after_replay.len() as u64, sent, "each sent message is stored exactly once");
+    let (latest, _) = latest_and_count(&restarted).await;
+    assert_eq!(latest, reading_of(start_ms, sent), "latest value after the replay");
+
+    // Replays of readings that were compacted before the crash count until
+    // compaction drops them, so the count is checked after a full
+    // compaction, which follows a second crash.
+    restarted.kill();
+    let compact = std::process::Command::new(BINARY)
+        .args(["store", "compact", "--data-dir"])
+        .arg(&restarted.data_dir)
+        .output()
+        .expect("run smart-energy store compact");
+    assert!(compact.status.success(), "store compact failed: {}", String::from_utf8_lossy(&compact.stderr));
+    let compacted = ServeProcess::start(BINARY, scratch.path(), ServeOptions { data_dir: Some(restarted.data_dir.clone()), ..options });
+    let (latest, count) = latest_and_count(&compacted).await;
+    assert_eq!(latest, reading_of(start_ms, sent), "latest value after compaction");
+    assert_eq!(count, sent, "reading count after compaction");
 }

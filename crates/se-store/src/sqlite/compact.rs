@@ -56,10 +56,15 @@ pub(super) fn head_series(tx: &Transaction<'_>) -> Result<Vec<i64>, StoreError> 
     ids.collect::<Result<_, _>>().map_err(db(OP))
 }
 
-/// Rows in the head table per series. Scans the whole head, so it runs once
-/// per open, not per compaction pass.
+/// Rows in the head table and its staging table per series. Scans both, so
+/// it runs once per open, not per compaction pass.
 pub(super) fn head_counts(tx: &Transaction<'_>) -> Result<Vec<(i64, u64)>, StoreError> {
-    let mut select = tx.prepare_cached("SELECT series_id, count(*) FROM readings GROUP BY series_id").map_err(db(OP))?;
+    let mut select = tx
+        .prepare_cached(
+            "SELECT series_id, count(*) FROM (SELECT series_id FROM readings UNION ALL SELECT series_id FROM staged_readings)
+             GROUP BY series_id",
+        )
+        .map_err(db(OP))?;
     let rows = select.query_map([], |row| Ok((row.get(0)?, row.get::<_, i64>(1)? as u64))).map_err(db(OP))?;
     rows.collect::<Result<_, _>>().map_err(db(OP))
 }

@@ -230,7 +230,7 @@ pub(super) fn stats(conn: &Connection) -> Result<StoreStats, StoreError> {
     Ok(StoreStats {
         devices: count_from_sql(OP, "count(devices)", devices)?,
         series: count_from_sql(OP, "count(series)", series)?,
-        readings: count_from_sql(OP, "sum(series.reading_count)", readings)?,
+        readings: count_from_sql(OP, "readings count", readings)?,
     })
 }
 
@@ -371,11 +371,22 @@ const SELECT_DEVICES: &str = "
        OR id = ?1
     ORDER BY id";
 
+// `latest` does not cover staged readings until they are merged, so the
+// newest staged reading of each series competes with it. With a single
+// `max()`, SQLite takes the bare column `value` from the row with the
+// maximum (SQLite documentation, "Bare columns in an aggregate query").
 const SELECT_LATEST: &str = "
-    SELECT s.device_id, s.channel, s.metric, l.ts_ms, l.value
-    FROM latest l JOIN series s ON s.id = l.series_id
-    WHERE ?1 IS NULL OR s.device_id = ?1
-    ORDER BY s.device_id, s.channel, s.metric";
+    WITH wanted AS (SELECT id, device_id, channel, metric FROM series WHERE ?1 IS NULL OR device_id = ?1),
+    candidates AS (
+        SELECT series_id, ts_ms, value FROM latest WHERE series_id IN (SELECT id FROM wanted)
+        UNION ALL
+        SELECT series_id, max(ts_ms), value FROM staged_readings
+        WHERE series_id IN (SELECT id FROM wanted) GROUP BY series_id
+    ),
+    newest AS (SELECT series_id, max(ts_ms) AS ts_ms, value FROM candidates GROUP BY series_id)
+    SELECT w.device_id, w.channel, w.metric, n.ts_ms, n.value
+    FROM newest n JOIN wanted w ON w.id = n.series_id
+    ORDER BY w.device_id, w.channel, w.metric";
 
 const SELECT_ERROR_TOTALS: &str = "
     SELECT device_id, sum(count) FROM ingest_error_counts
@@ -393,10 +404,11 @@ const SELECT_RECENT_ERRORS: &str = "
     WHERE (?1 IS NULL OR device_id = ?1) AND (?2 IS NULL OR reason = ?2)
     ORDER BY id DESC LIMIT ?3";
 
+// `reading_count` does not cover staged readings until they are merged.
 const SELECT_STATS: &str = "
     SELECT (SELECT count(*) FROM devices),
            (SELECT count(*) FROM series),
-           (SELECT coalesce(sum(reading_count), 0) FROM series)";
+           (SELECT coalesce(sum(reading_count), 0) FROM series) + (SELECT count(*) FROM staged_readings)";
 
 const SELECT_USER_BY_NAME: &str =
     "SELECT id, username, password_hash, role, must_change_password FROM users WHERE username = ?1";

@@ -199,6 +199,17 @@ const MIGRATIONS: &[&str] = &[
     CREATE UNIQUE INDEX recommendations_open ON recommendations (site_id, device_id, channel, action_type)
         WHERE status = 'open';
     "#,
+    // Version 8: the staging table of the head. Readings of series with few
+    // readings in a batch land here, and the writer merges them into
+    // `readings` in bulk. A reading is in at most one of the two tables.
+    r#"
+    CREATE TABLE staged_readings (
+        series_id INTEGER NOT NULL,
+        ts_ms     INTEGER NOT NULL,
+        value     REAL NOT NULL,
+        PRIMARY KEY (series_id, ts_ms)
+    ) WITHOUT ROWID;
+    "#,
 ];
 
 /// Highest schema version this binary can read and write.

@@ -33,8 +33,9 @@ pub(super) fn series_id(conn: &Connection, operation: &'static str, key: &Series
         .map_err(db(operation))
 }
 
-/// Readings of one series in `[from, to)`, in time order. A reading in the
-/// head table that repeats the instant of a block reading is a replay that
+/// Readings of one series in `[from, to)`, in time order. Head readings come
+/// from `readings` and its staging table, which never share a reading. A
+/// head reading that repeats the instant of a block reading is a replay that
 /// compaction has not yet dropped, so the block's value wins.
 pub(super) fn series_points(conn: &Connection, operation: &'static str, series_id: i64, from: i64, to: i64) -> Result<Vec<(i64, f64)>, StoreError> {
     if to <= from {
@@ -46,7 +47,12 @@ pub(super) fn series_points(conn: &Connection, operation: &'static str, series_i
     }
     let head: Vec<(i64, f64)> = {
         let mut select = conn
-            .prepare_cached("SELECT ts_ms, value FROM readings WHERE series_id = ?1 AND ts_ms >= ?2 AND ts_ms < ?3 ORDER BY ts_ms")
+            .prepare_cached(
+                "SELECT ts_ms, value FROM readings WHERE series_id = ?1 AND ts_ms >= ?2 AND ts_ms < ?3
+                 UNION ALL
+                 SELECT ts_ms, value FROM staged_readings WHERE series_id = ?1 AND ts_ms >= ?2 AND ts_ms < ?3
+                 ORDER BY ts_ms",
+            )
             .map_err(db(operation))?;
         let rows = select.query_map(params![series_id, from, to], |row| Ok((row.get(0)?, row.get(1)?))).map_err(db(operation))?;
         rows.collect::<Result<_, _>>().map_err(db(operation))?
@@ -67,7 +73,10 @@ pub(super) fn tier_slots(conn: &Connection, operation: &'static str, series_id: 
     let start = tier.floor(from);
     let end = tier.floor(to - 1) + tier.bucket_ms();
     let head_min: Option<i64> = conn
-        .prepare_cached("SELECT min(ts_ms) FROM readings WHERE series_id = ?1")
+        .prepare_cached(
+            "SELECT min(oldest) FROM (SELECT min(ts_ms) AS oldest FROM readings WHERE series_id = ?1
+                                      UNION ALL SELECT min(ts_ms) FROM staged_readings WHERE series_id = ?1)",
+        )
         .and_then(|mut select| select.query_row([series_id], |row| row.get(0)))
         .map_err(db(operation))?;
     let cut = head_min.map_or(end, |oldest| tier.floor(oldest - MAX_HOLD_MS)).clamp(start, end);
@@ -313,10 +322,13 @@ pub(super) fn storage_stats(conn: &Connection, file_bytes: u64) -> Result<Storag
             .and_then(|mut select| select.query_row([], |row| Ok((row.get::<_, i64>(0)? as u64, row.get::<_, i64>(1)? as u64, row.get::<_, Option<i64>>(2)?.unwrap_or(0) as u64))))
             .map_err(db(OP))
     };
-    let (head_series, head_rows, head_readings) = count("SELECT count(DISTINCT series_id), count(*), count(*) FROM readings")?;
+    let (head_series, head_rows, head_readings) = count(
+        "SELECT count(DISTINCT series_id), count(*), count(*)
+         FROM (SELECT series_id FROM readings UNION ALL SELECT series_id FROM staged_readings)",
+    )?;
     let (raw_series, raw_rows, raw_readings) = count("SELECT count(DISTINCT series_id), count(*), sum(count) FROM blocks")?;
     let mut tiers = vec![
-        TierStats { tier: "head".to_owned(), series: head_series, rows: head_rows, readings: head_readings, bytes: table_bytes(conn, &["readings"])? },
+        TierStats { tier: "head".to_owned(), series: head_series, rows: head_rows, readings: head_readings, bytes: table_bytes(conn, &["readings", "staged_readings"])? },
         TierStats { tier: "raw".to_owned(), series: raw_series, rows: raw_rows, readings: raw_readings, bytes: table_bytes(conn, &["blocks", "blocks_by_series"])? },
     ];
 

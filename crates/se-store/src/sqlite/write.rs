@@ -8,6 +8,7 @@ use tracing::warn;
 
 use super::convert::{count_to_sql, db, is_unique_violation, seq_to_sql};
 use super::read::user_by_id;
+use super::staging::{self, Staging, Table, DIRECT_HEAD_READINGS, MERGE_STAGED_READINGS};
 use crate::{CompactOutcome, Retention, RetentionOutcome, CommandRecord, CommandStatus, DeviceCounters, DiscoveryStatus, IngestBatch, NewUser, Site, StoreError, User, WriteOutcome, DEFAULT_SITE_ID};
 
 /// Rows kept in `ingest_errors`; older rows are deleted as new ones arrive.
@@ -24,6 +25,7 @@ struct SeriesCache {
     /// counted, which only makes that series due a little early.
     head: HashMap<i64, HeadState>,
     head_loaded: bool,
+    staging: Staging,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -50,16 +52,24 @@ impl SeriesCache {
             .insert(reading.metric, id);
     }
 
+    /// Drops the series ids and the staging cache, which may describe rows
+    /// of a rolled-back transaction.
     fn clear(&mut self) {
         self.ids.clear();
+        self.staging.forget();
     }
 }
 
-/// Changes that one batch made to one series.
-struct SeriesChange {
-    stored: i64,
-    newest_ts: TimestampMs,
-    newest_value: f64,
+/// One series of a batch: the table its readings go to and what they changed.
+struct BatchSeries {
+    id: i64,
+    readings: usize,
+    target: Table,
+    /// Upper bound of the series' timestamps in the table other than `target`.
+    other_newest: Option<TimestampMs>,
+    stored: u64,
+    /// Timestamp and value of the newest stored reading.
+    newest: Option<(TimestampMs, f64)>,
 }
 
 pub(super) struct Writer {
@@ -75,8 +85,8 @@ impl Writer {
         }
     }
 
-    /// Drops cached series ids, which may name series of a rolled-back
-    /// transaction after an error or a panic.
+    /// Drops cached series ids and the staging cache, which may describe
+    /// rows of a rolled-back transaction after an error or a panic.
     pub(super) fn forget_cached_ids(&mut self) {
         self.series.clear();
     }
@@ -136,22 +146,34 @@ impl Writer {
         result
     }
 
-    /// Runs `work` in an immediate transaction and commits it when `work` succeeds.
+    /// Runs `work` in an immediate transaction and commits it when `work`
+    /// succeeds. On failure the staging cache is dropped, because `work`
+    /// may have updated it for rows that were rolled back.
     fn in_transaction<T>(
         &mut self,
         operation: &'static str,
         work: impl FnOnce(&Transaction<'_>, &mut SeriesCache) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let Writer { conn, series } = self;
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db(operation))?;
-        let value = work(&tx, series)?;
-        tx.commit().map_err(db(operation))?;
-        Ok(value)
+        let result = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db(operation)).and_then(|tx| {
+            series.staging.check_data_version(&tx)?;
+            let value = work(&tx, series)?;
+            tx.commit().map_err(db(operation))?;
+            Ok(value)
+        });
+        if result.is_err() {
+            series.staging.forget();
+        }
+        result
     }
 
-    /// Lists the series that have readings in the head table.
+    /// Merges the staging table, then lists the series that have readings
+    /// in the head table.
     pub(super) fn head_series(&mut self) -> Result<Vec<i64>, StoreError> {
-        self.in_transaction("compact", |tx, _| super::compact::head_series(tx))
+        self.in_transaction("compact", |tx, series| {
+            staging::merge(tx, &mut series.staging)?;
+            super::compact::head_series(tx)
+        })
     }
 
     /// Lists the series whose head holds at least `min_rows` readings, or
@@ -177,9 +199,11 @@ impl Writer {
         Ok(due)
     }
 
-    /// Compacts the given series in one transaction.
+    /// Compacts the given series in one transaction, after merging the
+    /// staging table so that compaction finds every head reading in `readings`.
     pub(super) fn compact_series(&mut self, series: &[i64]) -> Result<CompactOutcome, StoreError> {
-        self.in_transaction("compact", |tx, _| {
+        self.in_transaction("compact", |tx, cache| {
+            staging::merge(tx, &mut cache.staging)?;
             let mut outcome = CompactOutcome::default();
             for id in series {
                 super::compact::compact_series(tx, *id, &mut outcome)?;
@@ -394,47 +418,88 @@ fn insert_readings(tx: &Transaction<'_>, series: &mut SeriesCache, readings: &[&
         }
     }
 
+    // The series of each reading, and how many readings of each series the
+    // batch holds, which decides the table its readings go to.
+    let mut batch_series: Vec<BatchSeries> = Vec::new();
+    let mut slot_of_id: HashMap<i64, usize> = HashMap::new();
+    let mut slots = Vec::with_capacity(readings.len());
+    for reading in readings {
+        let series_id = match series.get(reading) {
+            Some(id) => id,
+            None => {
+                let id = find_or_create_series(tx, reading)?;
+                // The caller clears the cache if this transaction fails.
+                series.insert(reading, id);
+                id
+            }
+        };
+        let slot = *slot_of_id.entry(series_id).or_insert_with(|| {
+            batch_series.push(BatchSeries { id: series_id, readings: 0, target: Table::Staged, other_newest: None, stored: 0, newest: None });
+            batch_series.len() - 1
+        });
+        batch_series[slot].readings += 1;
+        slots.push(slot);
+    }
+    for entry in &mut batch_series {
+        let newest = series.staging.newest(tx, entry.id)?;
+        (entry.target, entry.other_newest) = if entry.readings >= DIRECT_HEAD_READINGS {
+            (Table::Head, newest.staged)
+        } else {
+            (Table::Staged, newest.head)
+        };
+    }
+
     let mut outcome = WriteOutcome::default();
-    let mut changes: HashMap<i64, SeriesChange> = HashMap::new();
     {
-        let mut insert = tx.prepare_cached(INSERT_READING).map_err(db(OP))?;
-        for reading in readings {
-            let series_id = match series.get(reading) {
-                Some(id) => id,
-                None => {
-                    let id = find_or_create_series(tx, reading)?;
-                    // The caller clears the cache if this transaction fails.
-                    series.insert(reading, id);
-                    id
-                }
+        let mut insert_head = tx.prepare_cached(INSERT_READING).map_err(db(OP))?;
+        let mut insert_staged = tx.prepare_cached(INSERT_STAGED_READING).map_err(db(OP))?;
+        for (reading, &slot) in readings.iter().zip(&slots) {
+            let entry = &mut batch_series[slot];
+            // The primary key of the target table cannot see a reading in
+            // the other table. A reading newer than that table's bound is not there.
+            if entry.other_newest.is_some_and(|newest| reading.ts_ms <= newest) && staging::contains(tx, entry.target.other(), entry.id, reading.ts_ms)? {
+                outcome.duplicates += 1;
+                continue;
+            }
+            let insert = match entry.target {
+                Table::Head => &mut insert_head,
+                Table::Staged => &mut insert_staged,
             };
-            let inserted = insert.execute(params![series_id, reading.ts_ms, reading.value]).map_err(db(OP))?;
+            let inserted = insert.execute(params![entry.id, reading.ts_ms, reading.value]).map_err(db(OP))?;
             if inserted == 0 {
                 outcome.duplicates += 1;
                 continue;
             }
             outcome.stored += 1;
-            let change = changes.entry(series_id).or_insert(SeriesChange {
-                stored: 0,
-                newest_ts: reading.ts_ms,
-                newest_value: reading.value,
-            });
-            change.stored += 1;
-            if reading.ts_ms > change.newest_ts {
-                change.newest_ts = reading.ts_ms;
-                change.newest_value = reading.value;
+            entry.stored += 1;
+            if entry.newest.is_none_or(|(newest_ts, _)| reading.ts_ms > newest_ts) {
+                entry.newest = Some((reading.ts_ms, reading.value));
             }
         }
     }
 
-    let mut latest = tx.prepare_cached(UPSERT_LATEST).map_err(db(OP))?;
-    let mut count = tx.prepare_cached(ADD_READING_COUNT).map_err(db(OP))?;
+    // Staged rows reach `latest` and the reading count when they are merged.
+    {
+        let mut latest = tx.prepare_cached(UPSERT_LATEST).map_err(db(OP))?;
+        let mut count = tx.prepare_cached(ADD_READING_COUNT).map_err(db(OP))?;
+        for entry in batch_series.iter().filter(|entry| entry.target == Table::Head) {
+            if let Some((ts_ms, value)) = entry.newest {
+                latest.execute(params![entry.id, ts_ms, value]).map_err(db(OP))?;
+                count.execute(params![entry.id, entry.stored as i64]).map_err(db(OP))?;
+            }
+        }
+    }
     let arrived_ms = now_ms();
-    for (series_id, change) in &changes {
-        latest.execute(params![series_id, change.newest_ts, change.newest_value]).map_err(db(OP))?;
-        count.execute(params![series_id, change.stored]).map_err(db(OP))?;
-        let head = series.head.entry(*series_id).or_insert(HeadState { rows: 0, since_ms: arrived_ms });
-        head.rows += change.stored as u64;
+    for entry in &batch_series {
+        if let Some((ts_ms, _)) = entry.newest {
+            series.staging.note_stored(entry.id, entry.target, ts_ms, entry.stored);
+            let head = series.head.entry(entry.id).or_insert(HeadState { rows: 0, since_ms: arrived_ms });
+            head.rows += entry.stored;
+        }
+    }
+
+    if series.staging.rows(tx)? >= MERGE_STAGED_READINGS {
+        staging::merge(tx, &mut series.staging)?;
     }
     Ok(outcome)
 }
@@ -695,6 +760,9 @@ const INSERT_SERIES: &str = "INSERT INTO series (device_id, channel, metric) VAL
 
 const INSERT_READING: &str =
     "INSERT OR IGNORE INTO readings (series_id, ts_ms, value) VALUES (?1, ?2, ?3)";
+
+const INSERT_STAGED_READING: &str =
+    "INSERT OR IGNORE INTO staged_readings (series_id, ts_ms, value) VALUES (?1, ?2, ?3)";
 
 const UPSERT_LATEST: &str = "
     INSERT INTO latest (series_id, ts_ms, value) VALUES (?1, ?2, ?3)
