@@ -84,7 +84,7 @@ pub(crate) struct AnomaliesResponse {
     device: Option<DeviceId>,
     hours: u32,
     /// Scanned window of raw readings `[from_ms, to_ms]`. `to_ms` is the
-    /// time the scan started, which a cached answer keeps.
+    /// time the scan started, and a cached response keeps it.
     from_ms: TimestampMs,
     to_ms: TimestampMs,
     /// Critical first, then warnings, then information; newest first within a severity.

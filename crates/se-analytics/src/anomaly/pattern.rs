@@ -6,8 +6,8 @@
 //! [`detect_forecast_deviation`] scores the hours of the `scale_days` days
 //! before the window together with the window's hours, so the residual scale
 //! is the device's usual day-to-day variation. A window that departs as a
-//! whole therefore still stands out, whereas a scale estimated on the window
-//! alone would absorb the departure. Only anomalies that reach into the
+//! whole therefore still scores high, whereas a scale estimated on the
+//! window alone would absorb the departure. Only anomalies that reach into the
 //! window are returned.
 
 use jiff::tz::TimeZone;

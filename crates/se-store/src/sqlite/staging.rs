@@ -14,9 +14,10 @@
 //!
 //! A reading is in at most one of the two tables, so readers take the union
 //! of both, and the merge moves rows without conflicts. `latest` and
-//! `series.reading_count` cover only `readings` and blocks: the merge adds
+//! `series.reading_count` cover only `readings` and blocks. The merge adds
 //! the staged rows to them in the same transaction, and readers add the
-//! staged rows themselves, so no reader and no crash sees them lag.
+//! staged rows themselves, so neither a reader nor a restart after a crash
+//! finds them behind.
 
 use std::collections::HashMap;
 

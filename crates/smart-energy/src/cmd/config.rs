@@ -83,8 +83,8 @@ pub fn parse_run_interval(text: &str) -> Result<Duration, String> {
     parse_bounded_duration(text, Duration::from_secs(60), Duration::from_secs(30 * 86_400), "1m to 30d, such as 1h or 1d")
 }
 
-/// Parses a duration such as "90s", "2h" or "7d" (a day is 24 hours) and
-/// checks that it lies in `min..=max`; `range` describes the bounds in the message.
+/// Parses a duration such as "90s", "2h" or "7d", where a day is 24 hours,
+/// and checks that it lies in `min..=max`. The error message quotes `range`.
 fn parse_bounded_duration(text: &str, min: Duration, max: Duration, range: &str) -> Result<Duration, String> {
     let invalid = || format!("invalid duration {text:?}; use a duration from {range}");
     let span: jiff::Span = text.trim().parse().map_err(|_| invalid())?;
