@@ -29,7 +29,7 @@ use load::{HourRange, HOUR_MS};
 use crate::auth::CurrentUser;
 use crate::error::ApiError;
 use crate::extract::{ApiQuery, DevicePath};
-use crate::forecast::{accessible_device_site, accessible_site};
+use crate::access::{accessible_device_site, accessible_site};
 use crate::i18n::RequestLang;
 use crate::params;
 use crate::sites::SitePath;

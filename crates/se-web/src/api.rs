@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::auth::{AdminUser, CurrentUser};
 use crate::error::ApiError;
 use crate::extract::{ApiQuery, DevicePath};
-use crate::forecast::accessible_device_site;
+use crate::access::accessible_device_site;
 use crate::i18n::{catalog, lang_from_code, RequestLang};
 use crate::params;
 use crate::WebState;
@@ -359,10 +359,11 @@ fn describe_report(report: se_store::IngestErrorReport, lang: Lang) -> IngestErr
     }
 }
 
-/// `GET /api/v1/stats`
+/// `GET /api/v1/stats` (admin only): counts over the whole store, which
+/// would tell a building owner about other owners' devices.
 pub(crate) async fn stats(
     State(state): State<WebState>,
-    _user: CurrentUser,
+    AdminUser(_admin): AdminUser,
 ) -> Result<Json<StoreStats>, ApiError> {
     Ok(Json(state.store.stats().await?))
 }

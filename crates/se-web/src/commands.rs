@@ -16,9 +16,9 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use se_core::{now_ms, DeviceId};
-use se_store::{CommandRecord, CommandStatus, Role};
+use se_store::{CommandRecord, CommandStatus};
 
-use crate::api::known_device;
+use crate::access::accessible_device_site;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, DevicePath};
 use crate::{CurrentUser, WebState};
@@ -48,21 +48,11 @@ pub trait CommandPublisher: Send + Sync {
 /// Shared handle stored in [`WebState`].
 pub type SharedCommandPublisher = Arc<dyn CommandPublisher>;
 
-/// Checks that `user` may control `device`: an admin always, a building
-/// owner only for devices of a site they own. Others get the same 404 as
-/// for an unknown device, so device ids do not leak.
+/// Checks that `user` may control `device`, with the rules of
+/// [`crate::access`]: an admin always, a building owner only for devices of
+/// a site they own (403 `device_forbidden` otherwise).
 async fn ensure_control(state: &WebState, user: &CurrentUser, device: &DeviceId) -> Result<(), ApiError> {
-    known_device(state, device).await?;
-    if user.role == Role::Admin {
-        return Ok(());
-    }
-    let site = state.store.device_site(device).await?;
-    let owned = state.store.sites_of_user(user.id).await?;
-    if owned.iter().any(|owned| owned.id == site) {
-        Ok(())
-    } else {
-        Err(ApiError::DeviceNotFound { value: device.to_string() })
-    }
+    accessible_device_site(state, user, device).await.map(|_| ())
 }
 
 fn new_command_id() -> String {

@@ -3,9 +3,7 @@
 //! - `GET /api/v1/devices/{id}/forecast?horizon=24h|168h`
 //! - `GET /api/v1/sites/{id}/warnings`
 //!
-//! Admins see every site and device. A building owner sees only the sites
-//! they own and those sites' devices, and gets 403 for any other id, even
-//! one that does not exist, so ids do not leak.
+//! Access follows [`crate::access`].
 
 use axum::extract::State;
 use axum::Json;
@@ -17,10 +15,10 @@ use se_analytics::backtest::SelectionMetric;
 use se_analytics::warnings::{site_warnings, ForecastHour, Limits, Warning, WarningInput};
 use se_core::{now_ms, DeviceId, Lang, TimestampMs};
 use se_energy::{EnergyPiece, Tariff};
-use se_store::{Role, Site};
+use se_store::Site;
 use serde::{Deserialize, Serialize};
 
-use crate::api::known_device;
+use crate::access::{accessible_device_site, accessible_site};
 use crate::auth::CurrentUser;
 use crate::error::ApiError;
 use crate::extract::{ApiQuery, DevicePath};
@@ -51,40 +49,6 @@ fn horizon_hours(value: Option<&str>) -> Result<usize, ApiError> {
         .find(|(name, _)| *name == value)
         .map(|(_, hours)| *hours)
         .ok_or_else(|| ApiError::InvalidHorizon { value: value.to_owned() })
-}
-
-/// Returns a site that `user` may see: any existing site for an admin
-/// (404 otherwise), an owned site for a building owner (403 otherwise).
-pub(crate) async fn accessible_site(state: &WebState, user: &CurrentUser, id: &str) -> Result<Site, ApiError> {
-    if user.role == Role::BuildingOwner {
-        let owned = state.store.sites_of_user(user.id).await?;
-        return owned
-            .into_iter()
-            .find(|site| site.id == id)
-            .ok_or_else(|| ApiError::SiteForbidden { value: id.to_owned() });
-    }
-    state.store.site(id).await?.ok_or_else(|| ApiError::SiteNotFound { value: id.to_owned() })
-}
-
-/// Returns the site of a device that `user` may see, with the same rules as
-/// [`accessible_site`] applied to the device's site.
-pub(crate) async fn accessible_device_site(state: &WebState, user: &CurrentUser, device: &DeviceId) -> Result<Site, ApiError> {
-    let site_id = state.store.device_site(device).await?;
-    if user.role == Role::BuildingOwner {
-        let owned = state.store.sites_of_user(user.id).await?;
-        if !owned.iter().any(|site| site.id == site_id) {
-            return Err(ApiError::DeviceForbidden { value: device.to_string() });
-        }
-    }
-    known_device(state, device).await?;
-    Ok(state.store.site(&site_id).await?.unwrap_or_else(|| Site {
-        id: site_id,
-        name: String::new(),
-        time_zone: "UTC".to_owned(),
-        currency: "EUR".to_owned(),
-        tariff_json: None,
-        co2_g_per_kwh: None,
-    }))
 }
 
 #[derive(Deserialize)]

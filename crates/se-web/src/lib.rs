@@ -10,6 +10,7 @@
 //! (`locales/*.json`). API errors are JSON `{"error": {"code", "message"}}`
 //! with the message in the language of `?lang=` or `Accept-Language`.
 
+mod access;
 mod accounts;
 mod anomalies;
 mod api;

@@ -18,6 +18,7 @@ use se_energy::{
 use se_store::{site_rules, RawQuery, Role, Site, SiteLimits};
 use serde::{Deserialize, Serialize};
 
+use crate::access::accessible_site;
 use crate::auth::{AdminUser, CurrentUser};
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiQuery, DevicePath};
@@ -76,24 +77,6 @@ async fn site_view(state: &WebState, site: Site) -> Result<SiteView, ApiError> {
     Ok(SiteView { site, limits, devices })
 }
 
-/// Returns a site the user may see. A building owner gets the same 404 for
-/// a site that is not theirs as for a missing one, so ids do not leak.
-async fn visible_site(state: &WebState, user: &CurrentUser, id: &str) -> Result<Site, ApiError> {
-    let not_found = || ApiError::SiteNotFound {
-        value: id.to_owned(),
-    };
-    let site = state.store.site(id).await?.ok_or_else(not_found)?;
-    if user.role == Role::Admin {
-        return Ok(site);
-    }
-    let owned = state.store.sites_of_user(user.id).await?;
-    if owned.iter().any(|owned| owned.id == site.id) {
-        Ok(site)
-    } else {
-        Err(not_found())
-    }
-}
-
 /// `GET /api/v1/sites`: every site for an admin, owned sites for a building owner.
 pub(crate) async fn list_sites(
     State(state): State<WebState>,
@@ -116,7 +99,7 @@ pub(crate) async fn get_site(
     user: CurrentUser,
     SitePath(id): SitePath,
 ) -> Result<Json<SiteView>, ApiError> {
-    let site = visible_site(&state, &user, &id).await?;
+    let site = accessible_site(&state, &user, &id).await?;
     Ok(Json(site_view(&state, site).await?))
 }
 
@@ -354,7 +337,7 @@ pub(crate) async fn site_energy(
     SitePath(id): SitePath,
     ApiQuery(query): ApiQuery<EnergyParams>,
 ) -> Result<Json<SiteEnergy>, ApiError> {
-    let site = visible_site(&state, &user, &id).await?;
+    let site = accessible_site(&state, &user, &id).await?;
     let tz = time_zone(&site.time_zone)?;
     let (from_ms, to_ms) = energy_span(&query, &tz, now_ms())?;
 

@@ -475,16 +475,19 @@ async fn stats_count_stored_readings() {
 }
 
 #[tokio::test]
-async fn users_route_requires_admin_role() {
+async fn store_wide_routes_require_admin_role() {
     let server = TestServer::start().await;
     let owner = server.login("owner", OWNER_PASSWORD).await;
-    let (status, code, _) =
-        error_of(owner.get(server.url("/api/v1/users")).send().await.unwrap()).await;
-    assert_eq!(status, StatusCode::FORBIDDEN);
-    assert_eq!(code, "forbidden");
     let admin = server.admin().await;
-    let users = admin.get(server.url("/api/v1/users")).send().await.unwrap();
-    assert_eq!(users.status(), StatusCode::OK);
+    // Counts over the whole store would tell an owner about other owners' devices.
+    for path in ["/api/v1/users", "/api/v1/stats"] {
+        let (status, code, _) =
+            error_of(owner.get(server.url(path)).send().await.unwrap()).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{path}");
+        assert_eq!(code, "forbidden", "{path}");
+        let answer = admin.get(server.url(path)).send().await.unwrap();
+        assert_eq!(answer.status(), StatusCode::OK, "{path}");
+    }
 }
 
 #[tokio::test]

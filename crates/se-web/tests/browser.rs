@@ -6,6 +6,8 @@
 //! failure. It writes screenshots to /tmp/se-*.png, such as /tmp/se-dashboard.png
 //! and /tmp/se-site-forecast.png.
 
+mod common;
+
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -944,6 +946,30 @@ async fn recommendation_applied_from_site_page() {
         // The page stores the choice once the English strings have loaded,
         // just before it redraws, so wait for the redraw before leaving.
         wait_for_text(browser, "#recommendations-card h2", |text| text == "Savings recommendations").await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn owner_sees_why_a_foreign_site_is_closed() {
+    with_browser(Some(ADMIN_PASSWORD), async |browser, harness, _| {
+        for id in ["mine", "theirs"] {
+            harness.store.upsert_site(&common::site(id)).await.unwrap();
+        }
+        common::add_owner(&harness.store, "owner", &["mine"]).await;
+
+        log_in(browser, &harness.base, "owner", common::OWNER_PASSWORD).await;
+        wait_for_element(browser, "#device-table").await;
+        browser.goto(&format!("{}/sites/theirs", harness.base)).await.unwrap();
+        let message = wait_for_text(browser, "#site-error", |text| !text.is_empty()).await;
+        assert_eq!(message, "Site \"theirs\" is not one of your sites. Ask an administrator for access.");
+        let content = browser.find(Locator::Css("#site-content")).await.unwrap();
+        assert!(!content.is_displayed().await.unwrap(), "the site's panels stay hidden");
+
+        // The owner's own site opens.
+        browser.goto(&format!("{}/sites/mine", harness.base)).await.unwrap();
+        let name = wait_for_text(browser, "#site-name", |text| !text.is_empty()).await;
+        assert_eq!(name, "Site mine");
     })
     .await;
 }

@@ -175,8 +175,13 @@ async fn owner_cannot_see_foreign_site() {
         .await
         .unwrap();
 
-    assert_eq!(foreign.status(), StatusCode::NOT_FOUND);
-    assert_eq!(foreign_energy.status(), StatusCode::NOT_FOUND);
+    let missing = owner.get(server.url("/api/v1/sites/nowhere")).send().await.unwrap();
+    assert_eq!(foreign.status(), StatusCode::FORBIDDEN);
+    assert_eq!(foreign_energy.status(), StatusCode::FORBIDDEN);
+    let body: Value = foreign.json().await.unwrap();
+    assert_eq!(body["error"]["code"], json!("site_forbidden"), "{body}");
+    // A site that does not exist answers the same, so site ids do not leak.
+    assert_eq!(missing.status(), StatusCode::FORBIDDEN);
     assert_eq!(own.status(), StatusCode::OK);
     assert_eq!(list.as_array().map(Vec::len), Some(1), "{list}");
     assert_eq!(list[0]["id"], json!("mine"));

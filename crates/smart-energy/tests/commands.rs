@@ -132,7 +132,13 @@ async fn commands_need_control_of_the_site() {
     let moved = admin.put(format!("{}/api/v1/devices/rig-01/site", server.http)).json(&json!({"site": "plant-2"})).send().await.unwrap();
     assert!(moved.status().is_success());
     let denied = demo.post(&url).json(&json!({"action": "stop_miner"})).send().await.unwrap();
-    assert_eq!(denied.status(), 404);
+    assert_eq!(denied.status(), 403);
+    let body: serde_json::Value = denied.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "device_forbidden", "{body}");
     let listed = demo.get(&url).send().await.unwrap();
-    assert_eq!(listed.status(), 404);
+    assert_eq!(listed.status(), 403);
+    // An unknown device would belong to the default site, which this owner
+    // owns, so it answers 404 as it would for an admin.
+    let unknown = demo.get(format!("{}/api/v1/devices/rig-99/commands", server.http)).send().await.unwrap();
+    assert_eq!(unknown.status(), 404);
 }

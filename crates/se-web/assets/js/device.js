@@ -194,7 +194,7 @@ async function main() {
   try {
     await loadDevice();
   } catch (error) {
-    if (error.status === 404 || error.status === 400) {
+    if (error.status === 404 || error.status === 400 || error.status === 403) {
       document.getElementById("device-content").hidden = true;
       fill(document.getElementById("device-error"), h("p", { class: "alert", role: "alert" }, error.message));
       return;

@@ -28,9 +28,11 @@ async function main() {
   try {
     site = await apiGet(`/api/v1/sites/${encodeURIComponent(siteId)}`);
   } catch (error) {
-    if (error.status === 404 || error.status === 400) {
+    if (error.status === 404 || error.status === 400 || error.status === 403) {
+      // A building owner gets 403 for a site that is not theirs; the server's message says so.
+      const message = error.status === 403 ? error.message : t("site.not_found");
       document.getElementById("site-content").hidden = true;
-      fill(document.getElementById("site-error"), h("p", { class: "alert", role: "alert" }, t("site.not_found")));
+      fill(document.getElementById("site-error"), h("p", { class: "alert", role: "alert" }, message));
       return;
     }
     throw error;

@@ -32,7 +32,7 @@ pub use engine::{run_all_sites, run_recommendations, run_site, RecommendationSch
 use crate::auth::CurrentUser;
 use crate::error::ApiError;
 use crate::extract::ApiQuery;
-use crate::forecast::accessible_site;
+use crate::access::accessible_site;
 use crate::i18n::RequestLang;
 use crate::sites::{site_id, SitePath};
 use crate::{params, WebState};
