@@ -35,13 +35,13 @@ pub struct ServerConfig {
 #[serde(deny_unknown_fields)]
 pub struct RecommendationsConfig {
     /// Time between runs over every site, such as "1h".
-    #[serde(default)]
+    #[serde(default, deserialize_with = "duration_text")]
     pub interval: Option<String>,
     /// Delay from server start to the first run, such as "1m".
-    #[serde(default)]
+    #[serde(default, deserialize_with = "duration_text")]
     pub first_run_after: Option<String>,
     /// Readings before each run that the recommenders read, such as "7d".
-    #[serde(default)]
+    #[serde(default, deserialize_with = "duration_text")]
     pub history: Option<String>,
 }
 
@@ -100,10 +100,10 @@ fn parse_bounded_duration(text: &str, min: Duration, max: Duration, range: &str)
 #[serde(deny_unknown_fields)]
 pub struct StoreConfig {
     /// Time between compaction passes, such as "30s".
-    #[serde(default)]
+    #[serde(default, deserialize_with = "duration_text")]
     pub compact_interval: Option<String>,
     /// Time between retention passes, such as "10m".
-    #[serde(default)]
+    #[serde(default, deserialize_with = "duration_text")]
     pub retention_interval: Option<String>,
     #[serde(default)]
     pub retention: RetentionConfig,
@@ -113,14 +113,47 @@ pub struct StoreConfig {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RetentionConfig {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "duration_text")]
     pub raw: Option<String>,
-    #[serde(default, rename = "1m")]
+    #[serde(default, rename = "1m", deserialize_with = "duration_text")]
     pub minute: Option<String>,
-    #[serde(default, rename = "1h")]
+    #[serde(default, rename = "1h", deserialize_with = "duration_text")]
     pub hour: Option<String>,
-    #[serde(default, rename = "1d")]
+    #[serde(default, rename = "1d", deserialize_with = "duration_text")]
     pub day: Option<String>,
+}
+
+/// Reads a duration field as text. A bare number gets an error that names
+/// it and shows it with a unit, because TOML's own message ("invalid type:
+/// integer") does not say that durations are quoted text such as "5s".
+fn duration_text<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
+    struct Text;
+
+    impl serde::de::Visitor<'_> for Text {
+        type Value = Option<String>;
+
+        fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+            formatter.write_str("a duration in quotes, such as \"30s\", \"10m\" or \"7d\"")
+        }
+
+        fn visit_str<E: serde::de::Error>(self, value: &str) -> Result<Self::Value, E> {
+            Ok(Some(value.to_owned()))
+        }
+
+        fn visit_i64<E: serde::de::Error>(self, value: i64) -> Result<Self::Value, E> {
+            Err(E::custom(format!("invalid duration {value}: a duration needs a unit and quotes, such as \"{value}s\", \"{value}m\" or \"{value}d\"")))
+        }
+
+        fn visit_u64<E: serde::de::Error>(self, value: u64) -> Result<Self::Value, E> {
+            Err(E::custom(format!("invalid duration {value}: a duration needs a unit and quotes, such as \"{value}s\", \"{value}m\" or \"{value}d\"")))
+        }
+
+        fn visit_f64<E: serde::de::Error>(self, value: f64) -> Result<Self::Value, E> {
+            Err(E::custom(format!("invalid duration {value}: a duration needs a unit and quotes, such as \"{value}h\" or \"{value}d\"")))
+        }
+    }
+
+    deserializer.deserialize_any(Text)
 }
 
 /// Default time between compaction passes.
@@ -339,6 +372,23 @@ mod tests {
         assert!(problems[2].contains("from 1h to 366d"), "{}", problems[2]);
         let error = toml::from_str::<ServerConfig>("[recommendations]\nevery = \"1h\"\n").unwrap_err();
         assert!(error.to_string().contains("every"), "{error}");
+    }
+
+    #[test]
+    fn bare_number_duration_shows_the_unit() {
+        for (text, field) in [
+            ("[recommendations]\ninterval = 5\n", "interval"),
+            ("[store]\ncompact_interval = 30\n", "compact_interval"),
+            ("[store.retention]\nraw = 2.5\n", "raw"),
+        ] {
+            let error = toml::from_str::<ServerConfig>(text).unwrap_err().to_string();
+            assert!(error.contains(field), "names the field: {error}");
+            assert!(error.contains("needs a unit and quotes"), "{error}");
+        }
+        let error = toml::from_str::<ServerConfig>("[recommendations]\ninterval = 5\n").unwrap_err().to_string();
+        assert!(error.contains("\"5s\""), "shows the value with a unit: {error}");
+        let error = toml::from_str::<ServerConfig>("[store.retention]\n1d = true\n").unwrap_err().to_string();
+        assert!(error.contains("a duration in quotes"), "{error}");
     }
 
     #[test]
