@@ -188,4 +188,9 @@ pub trait Store: Send + Sync + 'static {
     /// the time and the user. Fails with [`StoreError::NotFound`] for an unknown id
     /// and with [`StoreError::Invalid`] when it is not open any more.
     async fn decide_recommendation(&self, id: i64, decision: &RecommendationDecision) -> Result<(), StoreError>;
+    /// Withdraws the open recommendations of a site that the run at
+    /// `run_ms` did not refresh (`updated_ms` before it), except those of
+    /// the `kept` channels. They get status withdrawn and `decided_ms =
+    /// run_ms`. Returns the ids withdrawn, in id order.
+    async fn withdraw_recommendations(&self, site_id: &str, run_ms: TimestampMs, kept: &[KeptChannel]) -> Result<Vec<i64>, StoreError>;
 }

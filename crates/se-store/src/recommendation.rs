@@ -18,16 +18,21 @@ pub enum RecommendationStatus {
     Applied,
     /// The operator chose not to carry it out.
     Dismissed,
+    /// A later run no longer produced it, so the readings stopped
+    /// supporting it; a run that produces it again opens a new one.
+    Withdrawn,
 }
 
 impl RecommendationStatus {
-    pub const ALL: [RecommendationStatus; 3] = [RecommendationStatus::Open, RecommendationStatus::Applied, RecommendationStatus::Dismissed];
+    pub const ALL: [RecommendationStatus; 4] =
+        [RecommendationStatus::Open, RecommendationStatus::Applied, RecommendationStatus::Dismissed, RecommendationStatus::Withdrawn];
 
     pub fn code(self) -> &'static str {
         match self {
             RecommendationStatus::Open => "open",
             RecommendationStatus::Applied => "applied",
             RecommendationStatus::Dismissed => "dismissed",
+            RecommendationStatus::Withdrawn => "withdrawn",
         }
     }
 
@@ -78,6 +83,14 @@ pub enum UpsertOutcome {
 pub struct RecommendationUpsert {
     pub id: i64,
     pub outcome: UpsertOutcome,
+}
+
+/// A channel whose open recommendations a run keeps although it did not
+/// produce them again, because a recommender failed on its readings.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct KeptChannel {
+    pub device: DeviceId,
+    pub channel: ChannelName,
 }
 
 /// Energy of a recommendation's channel over a span, measured from its
@@ -131,9 +144,9 @@ pub struct StoredRecommendation {
     pub created_ms: TimestampMs,
     /// Latest computation that produced it again, for an open recommendation.
     pub updated_ms: TimestampMs,
-    /// Time it was applied or dismissed.
+    /// Time it was applied, dismissed or withdrawn.
     pub decided_ms: Option<TimestampMs>,
-    /// User who applied or dismissed it.
+    /// User who applied or dismissed it; `None` when a run withdrew it.
     pub decided_by: Option<String>,
     /// Usage before it was applied, for the achieved saving.
     pub baseline: Option<UsageSpan>,

@@ -80,11 +80,12 @@
 //!   action_json, kwh_per_month, money_per_month, currency, status,
 //!   created_ms, updated_ms, decided_ms, decided_by, baseline_json)`: savings
 //!   recommendations of each site (schema version 7). `status` is `open`,
-//!   `applied` or `dismissed`, and a partial unique index allows one `open`
+//!   `applied`, `dismissed`, or `withdrawn` when a later run no longer
+//!   produced it, and a partial unique index allows one `open`
 //!   row per site, device, channel and action type. `money_per_month` is
 //!   decimal text in `currency`, NULL when the site had no tariff.
 //!   `decided_ms` and `decided_by` are the time and the user of applying or
-//!   dismissing it, and `baseline_json` is the usage measured before it was
+//!   dismissing it (the time alone for a withdrawal), and `baseline_json` is the usage measured before it was
 //!   applied ([`crate::UsageSpan`]). Deleting a site deletes its rows.
 //!
 //! `PRAGMA user_version` contains the schema version. Opening applies the
@@ -133,7 +134,7 @@ use self::write::Writer;
 use crate::{CompactOutcome, EnergyTotal, PercentileReport, RetentionOutcome, Retention, SeriesKey, StorageStats, SumPoint, SumQuery, TopEntry, TopQuery, CommandRecord, CommandStatus, DiscoveredDevice, DiscoveryStatus, IngestBatch, 
     DeviceCounters, DeviceSummary, IngestErrorQuery, IngestErrorReport, NewUser, RawQuery,
     SeriesPoint, SeriesQuery, Site, SiteLimits, Store, StoreError, StoreStats, User, WriteOutcome,
-    NewRecommendation, RecommendationDecision, RecommendationStatus, RecommendationUpsert, StoredRecommendation,
+    KeptChannel, NewRecommendation, RecommendationDecision, RecommendationStatus, RecommendationUpsert, StoredRecommendation,
 };
 
 /// Number of read-only connections. Reads are short, so a few suffice for
@@ -771,5 +772,10 @@ impl Store for SqliteStore {
     async fn decide_recommendation(&self, id: i64, decision: &RecommendationDecision) -> Result<(), StoreError> {
         let decision = decision.clone();
         self.write("decide_recommendation", move |writer| writer.decide_recommendation(id, &decision)).await
+    }
+
+    async fn withdraw_recommendations(&self, site_id: &str, run_ms: TimestampMs, kept: &[KeptChannel]) -> Result<Vec<i64>, StoreError> {
+        let (site_id, kept) = (site_id.to_owned(), kept.to_vec());
+        self.write("withdraw_recommendations", move |writer| writer.withdraw_recommendations(&site_id, run_ms, &kept)).await
     }
 }

@@ -6,7 +6,7 @@ use std::str::FromStr;
 use rust_decimal::Decimal;
 use se_core::{ChannelName, DeviceId, Metric, Reading};
 use se_store::{
-    NewRecommendation, RecommendationDecision, RecommendationStatus, Site, SiteLimits, SqliteStore, Store, StoreError, UpsertOutcome, UsageSpan,
+    KeptChannel, NewRecommendation, RecommendationDecision, RecommendationStatus, Site, SiteLimits, SqliteStore, Store, StoreError, UpsertOutcome, UsageSpan,
 };
 use tempfile::TempDir;
 
@@ -75,6 +75,46 @@ async fn rerun_refreshes_open_recommendation() {
     assert_eq!(stored.updated_ms, 5_000);
     assert_eq!(stored.status, RecommendationStatus::Open);
     assert_eq!(stored.decided_ms, None);
+}
+
+#[tokio::test]
+async fn run_withdraws_what_it_did_not_refresh() {
+    let (_dir, store) = open_temp();
+    store.upsert_site(&site("farm")).await.unwrap();
+    store.upsert_site(&site("home")).await.unwrap();
+    let stale = store.upsert_recommendation(&idle_recommendation("farm", "rig-1", 28.8, 1_000)).await.unwrap().id;
+    let failed = store.upsert_recommendation(&idle_recommendation("farm", "rig-2", 28.8, 1_000)).await.unwrap().id;
+    let decided = store.upsert_recommendation(&idle_recommendation("farm", "rig-3", 28.8, 1_000)).await.unwrap().id;
+    let other_site = store.upsert_recommendation(&idle_recommendation("home", "rig-1", 28.8, 1_000)).await.unwrap().id;
+    store.decide_recommendation(decided, &RecommendationDecision::Dismissed { at_ms: 2_000, by: "admin".into() }).await.unwrap();
+    // The run at 5,000 refreshes rig-4 only, and a recommender failed on rig-2's channel.
+    let fresh = store.upsert_recommendation(&idle_recommendation("farm", "rig-4", 28.8, 5_000)).await.unwrap().id;
+    let kept = [KeptChannel { device: DeviceId::parse("rig-2").unwrap(), channel: ChannelName::parse("main").unwrap() }];
+
+    let withdrawn = store.withdraw_recommendations("farm", 5_000, &kept).await.unwrap();
+
+    assert_eq!(withdrawn, vec![stale]);
+    let status = |id: i64| {
+        let store = &store;
+        async move { store.recommendation(id).await.unwrap().unwrap() }
+    };
+    let gone = status(stale).await;
+    assert_eq!(gone.status, RecommendationStatus::Withdrawn);
+    assert_eq!(gone.decided_ms, Some(5_000));
+    assert_eq!(gone.decided_by, None);
+    assert_eq!(status(failed).await.status, RecommendationStatus::Open, "a failed channel keeps its recommendation");
+    assert_eq!(status(decided).await.status, RecommendationStatus::Dismissed, "the operator's decision stands");
+    assert_eq!(status(fresh).await.status, RecommendationStatus::Open);
+    assert_eq!(status(other_site).await.status, RecommendationStatus::Open, "other sites are left alone");
+    assert_eq!(store.site_recommendations("farm", Some(RecommendationStatus::Withdrawn)).await.unwrap().len(), 1);
+
+    // When the readings support it again, a new open recommendation appears.
+    let again = store.upsert_recommendation(&idle_recommendation("farm", "rig-1", 30.0, 9_000)).await.unwrap();
+    assert_eq!(again.outcome, UpsertOutcome::Created);
+    assert_ne!(again.id, stale);
+    assert_eq!(status(stale).await.status, RecommendationStatus::Withdrawn, "the withdrawn row stays as history");
+    // A second run that refreshes everything withdraws nothing.
+    assert_eq!(store.withdraw_recommendations("farm", 1_000, &[]).await.unwrap(), Vec::<i64>::new());
 }
 
 #[tokio::test]

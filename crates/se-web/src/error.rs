@@ -315,6 +315,7 @@ impl ApiError {
             RecommendationNotFound { .. } => "recommendation_not_found",
             // An open recommendation never gets this error, so the code names what it already is.
             RecommendationNotOpen { status: se_store::RecommendationStatus::Dismissed, .. } => "recommendation_already_dismissed",
+            RecommendationNotOpen { status: se_store::RecommendationStatus::Withdrawn, .. } => "recommendation_withdrawn",
             RecommendationNotOpen { .. } => "recommendation_already_applied",
             InvalidAppliedTime { .. } => "invalid_applied_time",
             Store(StoreError::Conflict { .. }) => "conflict",

@@ -360,6 +360,40 @@ async fn start_with_applied_history() -> (TestServer, i64, i64) {
 }
 
 #[tokio::test]
+async fn run_withdraws_what_readings_no_longer_support() {
+    // rig-5 has been switched off at night for the 7 days a run reads, so
+    // the open recommendation computed 10 days ago is not produced again.
+    let (server, id, _) = start_with_applied_history().await;
+    let admin = server.admin().await;
+
+    let (status, run) = post(&admin, &server, "/api/v1/sites/farm/recommendations/run", None, "en").await;
+
+    assert_eq!(status, StatusCode::OK, "{run}");
+    assert_eq!(run["recommendations"], 0, "{run}");
+    assert_eq!(run["withdrawn"], 1, "{run}");
+    let (_, open) = get(&admin, &server, "/api/v1/sites/farm/recommendations?status=open", "en").await;
+    assert_eq!(open["recommendations"], json!([]));
+    let (_, withdrawn) = get(&admin, &server, "/api/v1/sites/farm/recommendations?status=withdrawn", "en").await;
+    let list = withdrawn["recommendations"].as_array().unwrap();
+    assert_eq!(list.len(), 1, "{withdrawn}");
+    assert_eq!(list[0]["id"].as_i64(), Some(id));
+    assert_eq!(list[0]["decided_by"], Value::Null);
+    assert_eq!(list[0]["decided_ms"].as_i64(), run["computed_at_ms"].as_i64());
+    let stored = server.store.recommendation(id).await.unwrap().unwrap();
+    assert_eq!(stored.status, RecommendationStatus::Withdrawn);
+
+    let (status, apply) = post(&admin, &server, &format!("/api/v1/sites/farm/recommendations/{id}/apply"), None, "fr").await;
+    assert_eq!(status, StatusCode::CONFLICT, "{apply}");
+    assert_eq!(apply["error"]["code"], "recommendation_withdrawn");
+    let message = apply["error"]["message"].as_str().unwrap();
+    assert!(message.starts_with(&format!("La recommandation {id} a été retirée")), "{message}");
+
+    // The next run finds nothing new to withdraw.
+    let (_, again) = post(&admin, &server, "/api/v1/sites/farm/recommendations/run", None, "en").await;
+    assert_eq!(again["withdrawn"], 0, "{again}");
+}
+
+#[tokio::test]
 async fn achieved_saving_after_a_week() {
     let (server, id, switched_ms) = start_with_applied_history().await;
     let admin = server.admin().await;
@@ -480,7 +514,7 @@ async fn bad_ids_and_status_named() {
     let (status, body) = get(&admin, &server, "/api/v1/sites/farm/recommendations?status=closed", "en").await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert_eq!(body["error"]["code"], "invalid_recommendation_status");
-    assert_eq!(body["error"]["message"], "Invalid recommendation status \"closed\". Use one of: open, applied, dismissed, all.");
+    assert_eq!(body["error"]["message"], "Invalid recommendation status \"closed\". Use one of: open, applied, dismissed, withdrawn, all.");
 
     let (status, body) = get(&admin, &server, "/api/v1/sites/bad%20id/recommendations", "en").await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");

@@ -3,11 +3,12 @@
 use std::str::FromStr;
 
 use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
+use se_core::TimestampMs;
 use rust_decimal::Decimal;
 
 use super::convert::{channel_from_sql, db, device_from_sql};
 use super::write::Writer;
-use crate::{NewRecommendation, RecommendationDecision, RecommendationStatus, RecommendationUpsert, StoreError, StoredRecommendation, UpsertOutcome, UsageSpan};
+use crate::{KeptChannel, NewRecommendation, RecommendationDecision, RecommendationStatus, RecommendationUpsert, StoreError, StoredRecommendation, UpsertOutcome, UsageSpan};
 
 const COLUMNS: &str = "id, site_id, device_id, channel, action_type, action_json, kwh_per_month, money_per_month, currency,
     status, created_ms, updated_ms, decided_ms, decided_by, baseline_json";
@@ -60,8 +61,10 @@ impl Writer {
                 .map_err(db(OP))?;
                 RecommendationUpsert { id, outcome: UpsertOutcome::Refreshed }
             }
-            Some((id, _)) => RecommendationUpsert { id, outcome: UpsertOutcome::Decided },
-            None => {
+            // Applied or dismissed: the operator's decision stands.
+            Some((id, status)) if status != RecommendationStatus::Withdrawn.code() => RecommendationUpsert { id, outcome: UpsertOutcome::Decided },
+            // None, or withdrawn by a run: the readings support it again.
+            _ => {
                 tx.prepare_cached(
                     "INSERT INTO recommendations (site_id, device_id, channel, action_type, action_json, kwh_per_month, money_per_month, currency,
                          status, created_ms, updated_ms)
@@ -121,10 +124,36 @@ impl Writer {
             .map_err(db(OP))?;
         tx.commit().map_err(db(OP))
     }
+
+    /// Sets the open recommendations of `site_id` not refreshed at `run_ms`
+    /// to withdrawn, except those of `kept` channels; returns their ids.
+    pub(super) fn withdraw_recommendations(&mut self, site_id: &str, run_ms: TimestampMs, kept: &[KeptChannel]) -> Result<Vec<i64>, StoreError> {
+        const OP: &str = "withdraw_recommendations";
+        let tx = self.conn().transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(db(OP))?;
+        let stale: Vec<(i64, String, String)> = tx
+            .prepare_cached("SELECT id, device_id, channel FROM recommendations WHERE site_id = ?1 AND status = 'open' AND updated_ms < ?2 ORDER BY id")
+            .and_then(|mut select| select.query_map(params![site_id, run_ms], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?.collect())
+            .map_err(db(OP))?;
+        let mut withdrawn = Vec::new();
+        {
+            let mut update = tx
+                .prepare_cached("UPDATE recommendations SET status = 'withdrawn', decided_ms = ?2, decided_by = NULL WHERE id = ?1")
+                .map_err(db(OP))?;
+            for (id, device, channel) in stale {
+                if kept.iter().any(|kept| kept.device.as_str() == device && kept.channel.as_str() == channel) {
+                    continue;
+                }
+                update.execute(params![id, run_ms]).map_err(db(OP))?;
+                withdrawn.push(id);
+            }
+        }
+        tx.commit().map_err(db(OP))?;
+        Ok(withdrawn)
+    }
 }
 
 /// Id and status of the recommendation with the key of `new`: the open one
-/// if there is one, else the newest decided one.
+/// if there is one, else the newest decided or withdrawn one.
 fn existing_with_key(tx: &Transaction<'_>, new: &NewRecommendation) -> Result<Option<(i64, String)>, StoreError> {
     tx.prepare_cached(
         "SELECT id, status FROM recommendations

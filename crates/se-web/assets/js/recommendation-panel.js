@@ -89,7 +89,7 @@ export function mountRecommendationPanel(container, siteId) {
   const runNow = () =>
     act(async () => {
       const run = await apiPost(`${base}/run`);
-      return t("recommendations.run_done", { count: run.recommendations, created: run.created, refreshed: run.refreshed, decided: run.decided });
+      return t("recommendations.run_done", { count: run.recommendations, created: run.created, refreshed: run.refreshed, decided: run.decided, withdrawn: run.withdrawn });
     });
 
   const openItem = (recommendation) => item(recommendation, [
@@ -123,6 +123,11 @@ export function mountRecommendationPanel(container, siteId) {
     h("p", { class: "hint" }, t("recommendations.dismissed_by", { time: formatTime(recommendation.decided_ms), user: recommendation.decided_by ?? "" })),
   ]);
 
+  const withdrawnItem = (recommendation) => item(recommendation, [
+    estimateLine(recommendation),
+    h("p", { class: "hint" }, t("recommendations.withdrawn_at", { time: formatTime(recommendation.decided_ms) })),
+  ]);
+
   const section = (id, heading, entries, render, emptyKey) => h("section", { class: "recommendation-section" },
     h("h3", {}, heading),
     entries.length === 0
@@ -135,13 +140,18 @@ export function mountRecommendationPanel(container, siteId) {
       return;
     }
     const byStatus = (status) => state.body.recommendations.filter((recommendation) => recommendation.status === status);
-    const dismissed = byStatus("dismissed");
+    // Dismissed and withdrawn ones are history: folded away under their count.
+    const folded = (status, titleKey, render) => {
+      const entries = byStatus(status);
+      return entries.length === 0 ? null : h("details", { class: "recommendation-section" },
+        h("summary", {}, t(titleKey, { count: entries.length })),
+        h("ul", { id: `recommendation-${status}`, class: "recommendation-list" }, entries.map(render)));
+    };
     fill(lists,
       section("recommendation-open", t("recommendations.open"), byStatus("open"), openItem, "recommendations.none_open"),
       section("recommendation-applied", t("recommendations.applied"), byStatus("applied"), appliedItem, "recommendations.none_applied"),
-      dismissed.length === 0 ? null : h("details", { class: "recommendation-section" },
-        h("summary", {}, t("recommendations.dismissed", { count: dismissed.length })),
-        h("ul", { id: "recommendation-dismissed", class: "recommendation-list" }, dismissed.map(dismissedItem))));
+      folded("dismissed", "recommendations.dismissed", dismissedItem),
+      folded("withdrawn", "recommendations.withdrawn", withdrawnItem));
   };
 
   const render = () => {

@@ -24,7 +24,7 @@ use se_analytics::recommend::{
 };
 use se_core::{now_ms, ChannelName, DeviceId, Metric, TimestampMs};
 use se_energy::{DayType, Tariff};
-use se_store::{NewRecommendation, SeriesQuery, Site, Store, UpsertOutcome};
+use se_store::{KeptChannel, NewRecommendation, SeriesQuery, Site, Store, UpsertOutcome};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
@@ -76,6 +76,9 @@ pub struct SiteRun {
     pub decided: usize,
     /// Recommenders that failed on a channel's readings; each failure is logged.
     pub failures: usize,
+    /// Open recommendations that this run did not produce again, now
+    /// withdrawn. Those of a channel where a recommender failed stay open.
+    pub withdrawn: usize,
     pub computed_at_ms: TimestampMs,
 }
 
@@ -95,7 +98,7 @@ pub async fn run_site(store: &dyn Store, site: &Site, history: Duration, now_ms:
     }
 
     let site_id = site.id.clone();
-    let (found, failures) = tokio::task::spawn_blocking(move || compute(&site_id, &inputs, &pricing))
+    let (found, failures, kept) = tokio::task::spawn_blocking(move || compute(&site_id, &inputs, &pricing))
         .await
         .map_err(|error| ApiError::Internal(format!("the recommendation task did not finish: {error}")))?;
 
@@ -108,6 +111,7 @@ pub async fn run_site(store: &dyn Store, site: &Site, history: Duration, now_ms:
             UpsertOutcome::Decided => run.decided += 1,
         }
     }
+    run.withdrawn = store.withdraw_recommendations(&site.id, now_ms, &kept).await?.len();
     Ok(run)
 }
 
@@ -132,6 +136,7 @@ pub async fn run_all_sites(store: &dyn Store, history: Duration) {
                 totals.refreshed += run.refreshed;
                 totals.decided += run.decided;
                 totals.failures += run.failures;
+                totals.withdrawn += run.withdrawn;
             }
             Err(error) => {
                 failed_sites += 1;
@@ -147,6 +152,7 @@ pub async fn run_all_sites(store: &dyn Store, history: Duration) {
         refreshed = totals.refreshed,
         already_decided = totals.decided,
         recommender_failures = totals.failures,
+        withdrawn = totals.withdrawn,
         elapsed_ms = started.elapsed().as_millis() as u64,
         "recommendation run done"
     );
@@ -323,11 +329,13 @@ fn site_mean_w(inputs: &[ChannelInput]) -> f64 {
 
 /// Runs the recommenders on every channel. Returns the recommendations and
 /// the number of recommenders that failed, each of which is logged.
-fn compute(site_id: &str, inputs: &[ChannelInput], pricing: &SitePricing) -> (Vec<Found>, usize) {
+fn compute(site_id: &str, inputs: &[ChannelInput], pricing: &SitePricing) -> (Vec<Found>, usize, Vec<KeptChannel>) {
     let site_w = site_mean_w(inputs);
     let mut found = Vec::new();
     let mut failures = 0;
+    let mut kept = Vec::new();
     for input in inputs {
+        let failures_before = failures;
         let channel_pricing = pricing.for_channel((site_w - input.mean_w()).max(0.0));
         for (recommender, result) in run_channel(input, &channel_pricing, &pricing.tariff) {
             match result {
@@ -343,8 +351,12 @@ fn compute(site_id: &str, inputs: &[ChannelInput], pricing: &SitePricing) -> (Ve
                 }
             }
         }
+        if failures > failures_before {
+            // A failed recommender says nothing about its recommendation, so the open one is not withdrawn.
+            kept.push(KeptChannel { device: input.device.clone(), channel: input.channel.clone() });
+        }
     }
-    (found, failures)
+    (found, failures, kept)
 }
 
 type Outcome = Result<Option<Recommendation>, RecommendError>;

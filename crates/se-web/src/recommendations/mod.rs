@@ -1,5 +1,5 @@
 //! Savings recommendation routes:
-//! - `GET /api/v1/sites/{id}/recommendations?status=open|applied|dismissed|all`
+//! - `GET /api/v1/sites/{id}/recommendations?status=open|applied|dismissed|withdrawn|all`
 //! - `POST /api/v1/sites/{id}/recommendations/run`
 //! - `POST /api/v1/sites/{id}/recommendations/{rec_id}/apply`
 //! - `POST /api/v1/sites/{id}/recommendations/{rec_id}/dismiss`
@@ -39,7 +39,7 @@ use crate::{params, WebState};
 use measure::{achieved, baseline_bounds, usage_span, AchievedView, NoteView};
 
 /// Values accepted by `status=`, for error messages.
-pub(crate) const STATUS_NAMES: &str = "open, applied, dismissed, all";
+pub(crate) const STATUS_NAMES: &str = "open, applied, dismissed, withdrawn, all";
 
 /// The `{id}` and `{rec_id}` segments of a recommendation route.
 pub(crate) struct RecommendationPath {
@@ -199,12 +199,13 @@ async fn view(state: &WebState, recommendation: StoredRecommendation, calendar: 
 }
 
 /// Orders open recommendations by money saved, then kWh, largest first; then
-/// applied and dismissed ones, the newest decision first.
+/// applied, dismissed and withdrawn ones, the newest decision first.
 fn sort_for_operators(recommendations: &mut [StoredRecommendation]) {
     let rank = |status: RecommendationStatus| match status {
         RecommendationStatus::Open => 0,
         RecommendationStatus::Applied => 1,
         RecommendationStatus::Dismissed => 2,
+        RecommendationStatus::Withdrawn => 3,
     };
     recommendations.sort_by(|a, b| {
         let within_status = if a.status == RecommendationStatus::Open {
@@ -217,7 +218,7 @@ fn sort_for_operators(recommendations: &mut [StoredRecommendation]) {
     });
 }
 
-/// `GET /api/v1/sites/{id}/recommendations?status=open|applied|dismissed|all`
+/// `GET /api/v1/sites/{id}/recommendations?status=open|applied|dismissed|withdrawn|all`
 pub(crate) async fn list(
     State(state): State<WebState>,
     user: CurrentUser,
