@@ -368,16 +368,6 @@ pub(crate) async fn stats(
     Ok(Json(state.store.stats().await?))
 }
 
-/// `GET /api/v1/users` (admin only)
-// TODO: list the accounts once the store offers a user listing; it only counts them today.
-pub(crate) async fn users(
-    State(state): State<WebState>,
-    AdminUser(_admin): AdminUser,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    let count = state.store.count_users().await?;
-    Ok(Json(serde_json::json!({ "count": count })))
-}
-
 /// `GET /api/v1/i18n/{lang}`: every UI string of a language; no session needed.
 pub(crate) async fn i18n(
     axum::extract::Path(code): axum::extract::Path<String>,

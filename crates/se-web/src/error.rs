@@ -191,6 +191,16 @@ pub enum ApiError {
     RecommendationNotOpen { value: i64, status: se_store::RecommendationStatus },
     #[error("applied_at {value_ms} outside [{from_ms}, {to_ms}]")]
     InvalidAppliedTime { value_ms: i64, from_ms: i64, to_ms: i64 },
+    #[error("invalid username {value:?}")]
+    InvalidUsername { value: String },
+    #[error("invalid role {value:?}")]
+    InvalidRole { value: String },
+    #[error("username {value:?} is taken")]
+    UsernameTaken { value: String },
+    #[error("user {value:?} not found")]
+    UserNotFound { value: String },
+    #[error("an admin owns no sites")]
+    AdminSites,
     #[error("store failed: {0}")]
     Store(#[from] StoreError),
     #[error("internal error: {0}")]
@@ -240,12 +250,13 @@ impl ApiError {
             | DiscoveredDeviceNotFound { .. }
             | RecommendationNotFound { .. }
             | SiteNotFound { .. }
+            | UserNotFound { .. }
             | UnknownLanguage { .. }
             | RouteNotFound { .. } => {
                 StatusCode::NOT_FOUND
             }
             CommandsUnavailable | CommandPublishFailed { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            RecommendationNotOpen { .. } => StatusCode::CONFLICT,
+            RecommendationNotOpen { .. } | UsernameTaken { .. } => StatusCode::CONFLICT,
             Store(StoreError::Conflict { .. }) => StatusCode::CONFLICT,
             Store(StoreError::NotFound { .. }) => StatusCode::NOT_FOUND,
             Store(StoreError::Invalid(_)) => StatusCode::BAD_REQUEST,
@@ -318,6 +329,11 @@ impl ApiError {
             RecommendationNotOpen { status: se_store::RecommendationStatus::Withdrawn, .. } => "recommendation_withdrawn",
             RecommendationNotOpen { .. } => "recommendation_already_applied",
             InvalidAppliedTime { .. } => "invalid_applied_time",
+            InvalidUsername { .. } => "invalid_username",
+            InvalidRole { .. } => "invalid_role",
+            UsernameTaken { .. } => "username_taken",
+            UserNotFound { .. } => "user_not_found",
+            AdminSites => "admin_sites",
             Store(StoreError::Conflict { .. }) => "conflict",
             Store(StoreError::NotFound { .. }) => "not_found",
             Store(StoreError::Invalid(_)) => "store_rule",
@@ -402,6 +418,8 @@ impl ApiError {
             InvalidRecommendationStatus { value } => vec![("value", quoted(value)), ("valid", crate::recommendations::STATUS_NAMES.to_owned())],
             RecommendationNotFound { value, site } => vec![("value", value.to_string()), ("site", quoted(site))],
             RecommendationNotOpen { value, .. } => vec![("value", value.to_string())],
+            InvalidUsername { value } | UsernameTaken { value } | UserNotFound { value } => vec![("value", quoted(value))],
+            InvalidRole { value } => vec![("value", quoted(value))],
             InvalidAppliedTime { value_ms, from_ms, to_ms } => {
                 vec![("value", format_ms(*value_ms)), ("from", format_ms(*from_ms)), ("to", format_ms(*to_ms))]
             }

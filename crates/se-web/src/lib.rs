@@ -29,6 +29,7 @@ mod pages;
 mod params;
 mod recommendations;
 mod sites;
+mod users;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -205,7 +206,8 @@ fn api_router(state: &WebState) -> Router<WebState> {
 
     // Layers run outside in, so the session check runs before the role check.
     let admin = Router::new()
-        .route("/users", get(api::users))
+        .route("/users", get(users::list).post(users::create))
+        .route("/users/{name}/sites", put(users::put_sites))
         .route("/sites/{id}", put(sites::put_site))
         .route("/sites/{id}/tariff", put(sites::put_tariff))
         .route("/devices/{id}/site", put(sites::put_device_site))
