@@ -5,6 +5,10 @@ pub enum StoreError {
     #[error("failed to open the store at {path}: {source}. Check that the directory exists and is writable, or choose another with --data-dir")]
     Open { path: String, source: rusqlite::Error },
 
+    /// The data directory is a file or another non-directory entry.
+    #[error("the data directory {path} is a file, not a directory. Choose another directory with --data-dir, or move the file away")]
+    NotADirectory { path: String },
+
     /// The database schema is newer than this binary understands.
     #[error("the store at {path} has schema version {found}, but this binary supports up to {supported}; upgrade smart-energy")]
     SchemaTooNew { path: String, found: i64, supported: i64 },

@@ -218,6 +218,9 @@ impl SqliteStore {
             source,
         };
 
+        if data_dir.exists() && !data_dir.is_dir() {
+            return Err(StoreError::NotADirectory { path: data_dir.display().to_string() });
+        }
         std::fs::create_dir_all(data_dir).map_err(|error| {
             open_error(rusqlite::Error::SqliteFailure(
                 rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),

@@ -970,11 +970,12 @@ async fn open_fails_when_dir_is_file() {
 
     let opened = SqliteStore::open(&not_a_dir);
 
-    assert!(
-        matches!(opened, Err(StoreError::Open { .. })),
-        "{:?}",
-        opened.err()
-    );
+    let Err(error) = opened else { panic!("a file opened as a data directory") };
+    assert!(matches!(error, StoreError::NotADirectory { .. }), "{error:?}");
+    let message = error.to_string();
+    assert!(message.contains("plain-file is a file, not a directory"), "{message}");
+    assert!(message.contains("--data-dir"), "names the fix: {message}");
+    assert_eq!(std::fs::read(&not_a_dir).unwrap(), b"not a directory", "the file is left as it was");
 }
 
 #[tokio::test]

@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use futures::future::BoxFuture;
@@ -20,7 +20,7 @@ use se_store::{CommandRecord, CommandStatus};
 
 use crate::access::accessible_device_site;
 use crate::error::ApiError;
-use crate::extract::{ApiJson, DevicePath};
+use crate::extract::{ApiJson, ApiQuery, DevicePath};
 use crate::{CurrentUser, WebState};
 
 /// Maximum number of commands listed by `GET .../commands`.
@@ -100,9 +100,11 @@ pub(crate) async fn send_command(
     Ok((StatusCode::ACCEPTED, Json(record)))
 }
 
+/// Query of the audit trail. `limit` stays text so that a bad value gets
+/// the project's error naming it, not the query extractor's.
 #[derive(Deserialize)]
 pub(crate) struct CommandListParams {
-    limit: Option<u32>,
+    limit: Option<String>,
 }
 
 /// `GET /api/v1/devices/{id}/commands`: the device's audit trail, newest first.
@@ -110,9 +112,9 @@ pub(crate) async fn list_commands(
     State(state): State<WebState>,
     user: CurrentUser,
     DevicePath(device): DevicePath,
-    Query(params): Query<CommandListParams>,
+    ApiQuery(params): ApiQuery<CommandListParams>,
 ) -> Result<Json<Vec<CommandRecord>>, ApiError> {
     ensure_control(&state, &user, &device).await?;
-    let limit = params.limit.unwrap_or(100).clamp(1, MAX_LISTED_COMMANDS);
+    let limit = crate::params::bounded("limit", params.limit.as_deref(), 100, 1, MAX_LISTED_COMMANDS)?;
     Ok(Json(state.store.device_commands(&device, limit).await?))
 }

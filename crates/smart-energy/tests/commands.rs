@@ -125,6 +125,11 @@ async fn commands_need_control_of_the_site() {
     // The demo owner owns the default site, where rig-01 is.
     let allowed = demo.get(&url).send().await.unwrap();
     assert_eq!(allowed.status(), 200);
+    let too_many = demo.get(format!("{url}?limit=501")).send().await.unwrap();
+    assert_eq!(too_many.status(), 400);
+    let body: serde_json::Value = too_many.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "invalid_number", "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("500"), "names the maximum: {body}");
 
     // Moved to a site the owner does not own, the rig is out of reach.
     let site = admin.put(format!("{}/api/v1/sites/plant-2", server.http)).json(&json!({"name": "Plant 2", "time_zone": "UTC", "currency": "EUR"})).send().await.unwrap();

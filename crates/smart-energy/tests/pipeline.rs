@@ -137,6 +137,21 @@ async fn import_gives_same_readings_as_mqtt() {
     assert_eq!(first, 1_714_557_600_000, "the first row is placed at --start");
 }
 
+#[test]
+fn import_rejects_future_start() {
+    let scratch = tempfile::tempdir().unwrap();
+    let data_dir = scratch.path().join("future");
+    let output = std::process::Command::new(BINARY)
+        .args(["import", "firebase-csv", FIXTURE, "--device", "esp32-proto", "--start", "2099-05-01T10:00:00Z", "--data-dir"])
+        .arg(&data_dir)
+        .output()
+        .expect("run the import");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "a start in 2099 was accepted");
+    assert!(stderr.contains("--start 2099-05-01T10:00:00Z is in the future"), "{stderr}");
+    assert!(!data_dir.join("smart-energy.db").exists(), "nothing is stored");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn import_reports_rejected_rows_by_line() {
     let scratch = tempfile::tempdir().unwrap();

@@ -60,6 +60,9 @@ pub fn run(args: FirebaseCsvArgs) -> anyhow::Result<()> {
         .start
         .parse()
         .map_err(|_| anyhow::anyhow!("--start {:?} is not an RFC 3339 time; use a form such as 2024-05-01T10:00:00Z", args.start))?;
+    if start > jiff::Timestamp::now() {
+        anyhow::bail!("--start {} is in the future; give the time of the export's first row, such as 2024-05-01T10:00:00Z", args.start);
+    }
     let file = File::open(&args.file).with_context(|| format!("cannot open {}", args.file.display()))?;
     let size = file.metadata().map(|m| m.len()).unwrap_or(0);
 
