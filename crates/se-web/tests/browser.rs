@@ -261,6 +261,10 @@ async fn scenario(browser: &Client, base: &str, live: &LiveSender) {
     assert_eq!(power_header, "Puissance");
     let live_label = wait_for_text(browser, "#live-indicator .live-text", |_| true).await;
     assert_eq!(live_label, "En direct");
+    // The default site's stored English name reads in French too.
+    let site_label = r#".site-card[data-site="default"] .stat-label"#;
+    let today = wait_for_text(browser, site_label, |text| text.ends_with("aujourd'hui")).await;
+    assert_eq!(today, "Site par défaut aujourd'hui");
     screenshot(browser, "/tmp/se-dashboard.png").await;
 
     // The device page draws the history with uPlot.

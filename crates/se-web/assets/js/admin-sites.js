@@ -5,7 +5,7 @@
 import { apiGet, apiPost, apiPut, apiPutText } from "./api.js";
 import { h, fill } from "./dom.js";
 import { formatTime } from "./format.js";
-import { onLangChange, t } from "./i18n.js";
+import { onLangChange, siteName, t } from "./i18n.js";
 import { initPage, showFatal } from "./layout.js";
 
 let sites = [];
@@ -61,7 +61,7 @@ function siteForm(site) {
     }
   };
   return h("div", { class: "card", "data-site": site.id },
-    h("h2", {}, `${site.name} (${site.id})`),
+    h("h2", {}, `${siteName(site)} (${site.id})`),
     h("form", { onsubmit: saveSettings },
       field("name", "admin_sites.name", site.name, { required: true }),
       field("time_zone", "admin_sites.time_zone", site.time_zone, { required: true }),
@@ -82,7 +82,7 @@ function siteForm(site) {
 
 function deviceRow(device) {
   const select = h("select", { "data-device": device.id },
-    sites.map((site) => h("option", { value: site.id, selected: site.devices.includes(device.id) ? true : null }, site.name)));
+    sites.map((site) => h("option", { value: site.id, selected: site.devices.includes(device.id) ? true : null }, siteName(site))));
   select.addEventListener("change", async () => {
     try {
       await apiPut(`/api/v1/devices/${encodeURIComponent(device.id)}/site`, { site: select.value });
@@ -98,7 +98,7 @@ function deviceRow(device) {
 function discoveredRow(found) {
   const id = encodeURIComponent(found.device);
   const select = h("select", { "data-discovered-site": found.device },
-    sites.map((site) => h("option", { value: site.id }, site.name)));
+    sites.map((site) => h("option", { value: site.id }, siteName(site))));
   const review = async (action, body, messageKey) => {
     const message = document.getElementById("discovered-message");
     try {

@@ -3,7 +3,7 @@
 import { apiGet } from "./api.js";
 import { h, fill } from "./dom.js";
 import { devicePower, formatAgo, formatNumber, formatTime, formatValue, mergeLatest, onlineState } from "./format.js";
-import { onLangChange, t } from "./i18n.js";
+import { onLangChange, siteName, t } from "./i18n.js";
 import { connectLive, initPage, showFatal } from "./layout.js";
 import { fetchWarnings, warningList } from "./warnings.js";
 
@@ -104,7 +104,7 @@ function siteCard({ site, energy }) {
     : t("site.no_tariff");
   const co2 = energy.co2_kg === null ? t("common.none") : formatValue(energy.co2_kg, "kg", 1);
   return h("div", { class: "stat site-card", "data-site": site.id },
-    h("span", { class: "stat-label" }, t("site.today", { name: site.name })),
+    h("span", { class: "stat-label" }, t("site.today", { name: siteName(site) })),
     h("span", { class: "stat-value", "data-field": "kwh" }, kwh),
     h("span", { class: "stat-label", "data-field": "cost" }, t("site.cost", { value: cost })),
     h("span", { class: "stat-label", "data-field": "co2" }, t("site.co2", { value: co2 })),

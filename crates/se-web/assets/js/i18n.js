@@ -40,6 +40,18 @@ export function metricLabel(metricKey) {
   return Object.prototype.hasOwnProperty.call(strings, key) ? strings[key] : metricKey;
 }
 
+/** Name stored for the site `default` until an admin renames it. */
+const STORED_DEFAULT_SITE_NAME = "Default site";
+
+/**
+ * Display name of a site. The site every unassigned device belongs to is
+ * created with an English name; it reads in the current language until an
+ * admin gives it a name of their own.
+ */
+export function siteName(site) {
+  return site.id === "default" && site.name === STORED_DEFAULT_SITE_NAME ? t("site.default_name") : site.name;
+}
+
 export function applyStrings(root = document) {
   for (const element of root.querySelectorAll("[data-i18n]")) {
     element.textContent = t(element.dataset.i18n);

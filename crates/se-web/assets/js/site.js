@@ -3,7 +3,7 @@
 
 import { apiGet } from "./api.js";
 import { h, fill } from "./dom.js";
-import { onLangChange, t } from "./i18n.js";
+import { onLangChange, siteName, t } from "./i18n.js";
 import { initPage, showFatal } from "./layout.js";
 import { mountAnomalyPanel } from "./anomaly-panel.js";
 import { mountForecastPanel } from "./forecast-panel.js";
@@ -37,8 +37,8 @@ async function main() {
     }
     throw error;
   }
-  document.getElementById("site-name").textContent = site.name;
-  document.title = `${site.name} · ${t("app.title")}`;
+  document.getElementById("site-name").textContent = siteName(site);
+  document.title = `${siteName(site)} · ${t("app.title")}`;
   fill(document.getElementById("site-devices"), site.devices.map((device) =>
     h("li", {}, h("a", { href: `/devices/${encodeURIComponent(device)}` }, device))));
   mountRecommendationPanel(document.getElementById("recommendations-card"), siteId);
