@@ -173,6 +173,14 @@ pub(crate) async fn login(
     State(state): State<WebState>,
     ApiJson(request): ApiJson<LoginRequest>,
 ) -> Result<Response, ApiError> {
+    if let Err(wait) = state.login_limiter.attempt(&request.username) {
+        // Whole seconds, rounded up, so a client that waits that long is let in.
+        let wait_s = wait.as_millis().div_ceil(1000).max(1) as u64;
+        tracing::warn!(username = %request.username, wait_s, "login throttled after repeated attempts");
+        let mut response = ApiError::TooManyLoginAttempts { wait_s }.into_response();
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(wait_s));
+        return Ok(response);
+    }
     let user = state.store.user_by_name(&request.username).await?;
 
     // Verify against a fixed hash for an unknown user too, so the response time

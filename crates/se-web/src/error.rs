@@ -191,6 +191,8 @@ pub enum ApiError {
     RecommendationNotOpen { value: i64, status: se_store::RecommendationStatus },
     #[error("applied_at {value_ms} outside [{from_ms}, {to_ms}]")]
     InvalidAppliedTime { value_ms: i64, from_ms: i64, to_ms: i64 },
+    #[error("too many login attempts; wait {wait_s} s")]
+    TooManyLoginAttempts { wait_s: u64 },
     #[error("invalid username {value:?}")]
     InvalidUsername { value: String },
     #[error("invalid role {value:?}")]
@@ -246,6 +248,7 @@ impl ApiError {
             | PasswordChangeRequired
             | WriteDisabled => StatusCode::FORBIDDEN,
             BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            TooManyLoginAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
             DeviceNotFound { .. }
             | DiscoveredDeviceNotFound { .. }
             | RecommendationNotFound { .. }
@@ -329,6 +332,7 @@ impl ApiError {
             RecommendationNotOpen { status: se_store::RecommendationStatus::Withdrawn, .. } => "recommendation_withdrawn",
             RecommendationNotOpen { .. } => "recommendation_already_applied",
             InvalidAppliedTime { .. } => "invalid_applied_time",
+            TooManyLoginAttempts { .. } => "too_many_login_attempts",
             InvalidUsername { .. } => "invalid_username",
             InvalidRole { .. } => "invalid_role",
             UsernameTaken { .. } => "username_taken",
@@ -420,6 +424,7 @@ impl ApiError {
             RecommendationNotOpen { value, .. } => vec![("value", value.to_string())],
             InvalidUsername { value } | UsernameTaken { value } | UserNotFound { value } => vec![("value", quoted(value))],
             InvalidRole { value } => vec![("value", quoted(value))],
+            TooManyLoginAttempts { wait_s } => vec![("seconds", wait_s.to_string())],
             InvalidAppliedTime { value_ms, from_ms, to_ms } => {
                 vec![("value", format_ms(*value_ms)), ("from", format_ms(*from_ms)), ("to", format_ms(*to_ms))]
             }

@@ -25,6 +25,7 @@ mod health;
 mod i18n;
 mod line_protocol;
 mod live;
+mod login_limit;
 mod pages;
 mod params;
 mod recommendations;
@@ -82,6 +83,8 @@ pub struct WebState {
     pub(crate) anomalies: Arc<anomalies::AnomalyCache>,
     /// Readings before now that a run of the recommenders reads.
     pub recommendation_history: std::time::Duration,
+    /// Login attempts per username, to slow down password guessing.
+    pub(crate) login_limiter: Arc<login_limit::LoginLimiter>,
 }
 
 impl WebState {
@@ -96,6 +99,7 @@ impl WebState {
             forecasts: Arc::new(ForecastCache::new()),
             anomalies: Arc::new(anomalies::AnomalyCache::new()),
             recommendation_history: RecommendationSchedule::DEFAULT_HISTORY,
+            login_limiter: Arc::new(login_limit::LoginLimiter::default()),
         }
     }
 
@@ -242,10 +246,15 @@ async fn localize_errors(request: Request, next: Next) -> Response {
     if lang == Lang::En {
         return response;
     }
-    match response.extensions().get::<RenderedError>() {
-        Some(rendered) => rendered.in_lang(lang).into_response(),
-        None => response,
+    let Some(rendered) = response.extensions().get::<RenderedError>().cloned() else {
+        return response;
+    };
+    let mut localized = rendered.in_lang(lang).into_response();
+    // Keep the wait that a throttled request was told.
+    if let Some(retry_after) = response.headers().get(header::RETRY_AFTER) {
+        localized.headers_mut().insert(header::RETRY_AFTER, retry_after.clone());
     }
+    localized
 }
 
 /// Content Security Policy of every response: scripts, styles and API calls

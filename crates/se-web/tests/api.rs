@@ -160,6 +160,36 @@ async fn session_identifies_user_in_me() {
 }
 
 #[tokio::test]
+async fn repeated_logins_are_throttled() {
+    let server = TestServer::start().await;
+    let attempt = |username: &'static str, password: &'static str| {
+        client()
+            .post(server.url("/api/v1/auth/login"))
+            .header("Accept-Language", "fr")
+            .json(&serde_json::json!({ "username": username, "password": password }))
+            .send()
+    };
+    for guess in 1..=10 {
+        let response = attempt("admin", "not-the-password").await.unwrap();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "guess {guess}");
+    }
+
+    // Over the limit even the right password waits, so guessing gains nothing.
+    let throttled = attempt("admin", ADMIN_PASSWORD).await.unwrap();
+    assert_eq!(throttled.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry_after: u64 = throttled.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=6).contains(&retry_after), "Retry-After {retry_after}");
+    let (_, code, message) = error_of(throttled).await;
+    assert_eq!(code, "too_many_login_attempts");
+    assert!(message.starts_with("Trop de tentatives de connexion pour ce compte. Attendez"), "{message}");
+    assert!(message.contains(&format!("{retry_after} s")), "{message}");
+
+    // Another account is not affected.
+    let other = attempt("nobody", "not-the-password").await.unwrap();
+    assert_eq!(other.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
 async fn bad_credentials_share_one_message() {
     let server = TestServer::start().await;
     let attempt = |username: &'static str, password: &'static str| {
