@@ -9,6 +9,11 @@
 //!
 //! Each line amount is rounded to the currency's minor unit (half away from
 //! zero), and the total is the sum of the rounded lines, as on a bill.
+//!
+//! [`cost`] charges the fixed and demand charges of every month in full.
+//! [`cost_of_span`] prices a report span such as one day: it charges the
+//! share of the fixed charge that the span covers, and moves the demand
+//! charge of a month the span covers only in part out of the total.
 
 use std::collections::BTreeMap;
 
@@ -20,7 +25,8 @@ use serde::Serialize;
 
 use se_core::TimestampMs;
 
-use crate::calendar::split_span;
+use crate::calendar::{split_by_period, split_span, Period};
+use crate::power::Window;
 use crate::series::EnergyPiece;
 use crate::tariff::{EnergyCharge, Tariff};
 use crate::EnergyError;
@@ -59,6 +65,10 @@ pub struct CostBreakdown {
     /// Sum of the line amounts.
     pub total: Decimal,
     pub lines: Vec<CostLine>,
+    /// Demand charges left out of `total`, one per local month that the
+    /// priced span covers only in part (see [`cost_of_span`]). The quantity
+    /// is the highest demand within the span. Always empty from [`cost`].
+    pub excluded_demand: Vec<CostLine>,
     /// CO2 emitted, in kg, when the tariff has a grid factor.
     pub co2_kg: Option<f64>,
 }
@@ -122,7 +132,63 @@ pub fn cost(energy: &[EnergyPiece], tariff: &Tariff, tz: &TimeZone) -> Result<Co
     let total = lines.iter().map(|line| line.amount).sum();
     let energy_kwh = total_kwh.round_dp(6);
     let co2_kg = tariff.co2_g_per_kwh.map(|grams| energy_kwh.to_f64().unwrap_or(0.0) * grams / 1000.0);
-    Ok(CostBreakdown { currency: tariff.currency.clone(), energy_kwh, total, lines, co2_kg })
+    Ok(CostBreakdown { currency: tariff.currency.clone(), energy_kwh, total, lines, excluded_demand: Vec::new(), co2_kg })
+}
+
+/// Prices energy pieces for the report span `[span.start_ms, span.end_ms)`,
+/// such as one local day, with the pieces already clipped to the span.
+///
+/// Energy lines are those of [`cost`]. For each local month that the span
+/// covers only in part:
+/// - the fixed charge is prorated: its quantity is the share of the month's
+///   duration inside the span (6 decimals), so the days of a month add up to
+///   one fixed charge;
+/// - the demand charge moves to [`CostBreakdown::excluded_demand`] and out
+///   of the total, because it is billed on the highest demand of the whole
+///   month, which a shorter span cannot know.
+///
+/// A month that the span covers in full keeps its fixed and demand lines
+/// unchanged, as from [`cost`].
+pub fn cost_of_span(energy: &[EnergyPiece], tariff: &Tariff, tz: &TimeZone, span: Window) -> Result<CostBreakdown, EnergyError> {
+    if span.end_ms < span.start_ms {
+        return Err(EnergyError::InvalidWindow { start_ms: span.start_ms, end_ms: span.end_ms });
+    }
+    let mut bill = cost(energy, tariff, tz)?;
+    let shares = month_shares(span, tz)?;
+    let minor_units = tariff.minor_units();
+    let round = |amount: Decimal| amount.round_dp_with_strategy(minor_units, RoundingStrategy::MidpointAwayFromZero);
+
+    let mut lines = Vec::with_capacity(bill.lines.len());
+    for mut line in std::mem::take(&mut bill.lines) {
+        // A month outside the span has a share of zero; pieces clipped to the span never create one.
+        let share = shares.get(&line.month).copied().unwrap_or(Decimal::ZERO);
+        match line.kind {
+            CostKind::Energy => lines.push(line),
+            _ if share >= Decimal::ONE => lines.push(line),
+            CostKind::Fixed => {
+                line.quantity = share.round_dp(6);
+                line.amount = round(line.quantity * line.unit_price);
+                lines.push(line);
+            }
+            CostKind::Demand => bill.excluded_demand.push(line),
+        }
+    }
+    bill.total = lines.iter().map(|line| line.amount).sum();
+    bill.lines = lines;
+    Ok(bill)
+}
+
+/// Share of each local month's duration that lies inside `span`, by month
+/// label (`2024-04`). A DST day therefore weighs 23 or 25 hours.
+fn month_shares(span: Window, tz: &TimeZone) -> Result<BTreeMap<String, Decimal>, EnergyError> {
+    let mut shares = BTreeMap::new();
+    for (month, _) in split_by_period(span.start_ms, span.end_ms, Period::Month, tz)? {
+        let inside = span.end_ms.min(month.end_ms).saturating_sub(span.start_ms.max(month.start_ms));
+        let length = month.end_ms.saturating_sub(month.start_ms);
+        let share = if length > 0 { Decimal::from(inside.max(0)) / Decimal::from(length) } else { Decimal::ZERO };
+        shares.insert(month.label, share.min(Decimal::ONE));
+    }
+    Ok(shares)
 }
 
 fn charge_energy(month: &mut Month, tariff: &Tariff, kwh: Decimal, zoned: &jiff::ZonedDateTime, start_ms: TimestampMs) -> Result<(), EnergyError> {

@@ -9,8 +9,11 @@
 //!   wraps, false zeros and rounding dips.
 //! - [`power_energy`]: energy from power samples by sample-and-hold, with
 //!   gaps reported as unknown.
+//! - [`channel_energy`]: energy of one device channel in a report window,
+//!   from its best [`EnergySource`]; apparent power or energy is an upper bound.
 //! - [`totals_by_period`]: totals per local hour, day, week, month or year.
-//! - [`Tariff`] and [`cost`]: prices, demand charges and CO2.
+//! - [`Tariff`] and [`cost`]: prices, demand charges and CO2; [`cost_of_span`]
+//!   prorates the monthly charges for a report span such as one day.
 //!
 //! ```
 //! use se_energy::{counter_energy, CounterConfig, CounterSample};
@@ -31,12 +34,14 @@ mod cost;
 mod counter;
 mod power;
 mod series;
+mod source;
 mod tariff;
 
 pub use calendar::{period_of, totals_by_period, totals_of_pieces, Period, PeriodBounds, PeriodTotal};
-pub use cost::{cost, CostBreakdown, CostKind, CostLine};
+pub use cost::{cost, cost_of_span, CostBreakdown, CostKind, CostLine};
 pub use counter::{counter_energy, kwh_to_wh, watt_minutes_to_wh, CounterConfig, PHYSICAL_MAX_WH};
 pub use power::{power_energy, PowerConfig, Window, DEFAULT_SENTINELS, PHYSICAL_MAX_W};
+pub use source::{channel_energy, EnergySource};
 pub use series::{CounterEvent, CounterSample, EnergyPiece, EnergyResult, EventKind, PowerSample, UnknownCause, UnknownSpan};
 pub use tariff::{DayOfWeek, DayType, DemandCharge, EnergyCharge, Tariff, TierBlock, TouPeriod};
 

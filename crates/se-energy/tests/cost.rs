@@ -5,7 +5,7 @@ use std::str::FromStr;
 use jiff::tz::TimeZone;
 use jiff::Timestamp;
 
-use se_energy::{cost, CostKind, Decimal, EnergyPiece, Tariff};
+use se_energy::{cost, cost_of_span, CostKind, Decimal, EnergyPiece, Tariff, Window};
 
 const HOUR: i64 = 3_600_000;
 
@@ -168,4 +168,102 @@ fn documented_tariff_example_is_valid() {
     assert_eq!(tariff.minor_units(), 3);
     let bill = cost(&hourly("2025-01-06T00:00Z", 24, 1.0), &tariff, &TimeZone::get("Africa/Tunis").unwrap()).unwrap();
     assert_eq!(bill.energy_kwh, dec("24"));
+}
+
+/// Time of use with a demand charge and a fixed charge, in Tunisian dinars.
+const TND_WITH_CHARGES: &str = r#"{
+    "currency": "TND",
+    "energy": {"type": "time_of_use", "periods": [
+        {"name": "peak", "price_per_kwh": "0.350", "days": ["all"], "hours": [[8, 20]]},
+        {"name": "night", "price_per_kwh": "0.120", "days": ["all"], "hours": [[0, 8], [20, 24]]}
+    ]},
+    "demand": {"price_per_kw": "8.500", "interval_minutes": 15},
+    "fixed_per_month": "4.000"
+}"#;
+
+fn tunis() -> TimeZone {
+    TimeZone::get("Africa/Tunis").unwrap()
+}
+
+fn span(from: &str, to: &str) -> Window {
+    Window { start_ms: ms(from), end_ms: ms(to) }
+}
+
+#[test]
+fn day_span_prorates_fixed_charge() {
+    let tariff = Tariff::from_json(TND_WITH_CHARGES).unwrap();
+    // 2025-01-14 in Tunis (UTC+1), 1 kWh in each local hour.
+    let day = span("2025-01-13T23:00Z", "2025-01-14T23:00Z");
+    let bill = cost_of_span(&hourly("2025-01-13T23:00Z", 24, 1.0), &tariff, &tunis(), day).unwrap();
+    let fixed = bill.lines.iter().find(|l| l.kind == CostKind::Fixed).unwrap();
+    // One day of the 31 of January: 0.032258 month, 4.000 x 0.032258 = 0.129 TND.
+    assert_eq!(fixed.quantity, dec("0.032258"));
+    assert_eq!(fixed.unit, "month");
+    assert_eq!(fixed.amount, dec("0.129"));
+}
+
+#[test]
+fn day_span_leaves_demand_out_of_total() {
+    let tariff = Tariff::from_json(TND_WITH_CHARGES).unwrap();
+    let day = span("2025-01-13T23:00Z", "2025-01-14T23:00Z");
+    let bill = cost_of_span(&hourly("2025-01-13T23:00Z", 24, 1.0), &tariff, &tunis(), day).unwrap();
+    assert!(bill.lines.iter().all(|l| l.kind != CostKind::Demand), "{:?}", bill.lines);
+    assert_eq!(bill.excluded_demand.len(), 1);
+    // 1 kWh per hour is 1 kW in every 15-minute interval.
+    assert_eq!(bill.excluded_demand[0].quantity, dec("1"));
+    assert_eq!(bill.excluded_demand[0].amount, dec("8.500"));
+    // 12 peak hours x 0.350 + 12 night hours x 0.120 + 0.129 fixed.
+    assert_eq!(bill.total, dec("5.769"));
+}
+
+#[test]
+fn total_is_sum_of_lines_for_day_span() {
+    let tariff = Tariff::from_json(TND_WITH_CHARGES).unwrap();
+    let day = span("2025-01-13T23:00Z", "2025-01-14T23:00Z");
+    let bill = cost_of_span(&hourly("2025-01-13T23:00Z", 24, 1.0), &tariff, &tunis(), day).unwrap();
+    let sum: Decimal = bill.lines.iter().map(|l| l.amount).sum();
+    assert_eq!(bill.total, sum);
+}
+
+#[test]
+fn month_span_keeps_full_charges() {
+    let tariff = Tariff::from_json(TND_WITH_CHARGES).unwrap();
+    let pieces = hourly("2025-01-13T23:00Z", 24, 1.0);
+    let month = span("2024-12-31T23:00Z", "2025-01-31T23:00Z");
+    let bill = cost_of_span(&pieces, &tariff, &tunis(), month).unwrap();
+    assert_eq!(bill, cost(&pieces, &tariff, &tunis()).unwrap());
+    assert!(bill.excluded_demand.is_empty());
+    assert_eq!(bill.total, dec("18.140"));
+}
+
+#[test]
+fn days_of_month_add_up_to_fixed_charge() {
+    let tariff = Tariff::from_json(r#"{"currency": "EUR", "energy": {"type": "flat", "price_per_kwh": "0"}, "fixed_per_month": "30.00"}"#).unwrap();
+    // June 2024 in UTC has 30 days: each day carries 1.00 EUR of the fixed charge.
+    let mut total = Decimal::ZERO;
+    for day in 0..30 {
+        let start = ms("2024-06-01T00:00Z") + day * 24 * HOUR;
+        let pieces = [EnergyPiece { start_ms: start, end_ms: start + HOUR, wh: 1000.0 }];
+        let bill = cost_of_span(&pieces, &tariff, &TimeZone::UTC, Window { start_ms: start, end_ms: start + 24 * HOUR }).unwrap();
+        assert_eq!(bill.total, dec("1.00"), "day {day}");
+        total += bill.total;
+    }
+    assert_eq!(total, dec("30.00"));
+}
+
+#[test]
+fn span_across_months_prorates_each() {
+    let tariff = Tariff::from_json(r#"{"currency": "EUR", "energy": {"type": "flat", "price_per_kwh": "0"}, "fixed_per_month": "31.00"}"#).unwrap();
+    // 2024-05-31 and 2024-06-01 in UTC: 1/31 of May and 1/30 of June.
+    let mut pieces = hourly("2024-05-31T10:00Z", 1, 1.0);
+    pieces.extend(hourly("2024-06-01T10:00Z", 1, 1.0));
+    let bill = cost_of_span(&pieces, &tariff, &TimeZone::UTC, span("2024-05-31T00:00Z", "2024-06-02T00:00Z")).unwrap();
+    let fixed: Vec<(&str, Decimal, Decimal)> = bill.lines.iter().filter(|l| l.kind == CostKind::Fixed).map(|l| (l.month.as_str(), l.quantity, l.amount)).collect();
+    assert_eq!(fixed, vec![("2024-05", dec("0.032258"), dec("1.00")), ("2024-06", dec("0.033333"), dec("1.03"))]);
+}
+
+#[test]
+fn reversed_span_is_an_error() {
+    let tariff = Tariff::from_json(TND_WITH_CHARGES).unwrap();
+    assert!(cost_of_span(&[], &tariff, &tunis(), Window { start_ms: HOUR, end_ms: 0 }).is_err());
 }

@@ -12,8 +12,8 @@ use axum::Json;
 use jiff::tz::TimeZone;
 use se_core::{now_ms, ChannelName, DeviceId, Metric, Reading, TimestampMs};
 use se_energy::{
-    counter_energy, period_of, power_energy, CostBreakdown, CounterConfig, CounterSample,
-    EnergyPiece, Period, PowerConfig, PowerSample, Tariff, UnknownCause, Window,
+    channel_energy, cost_of_span, period_of, CostBreakdown, EnergyPiece, EnergySource, Period,
+    Tariff, UnknownCause, Window,
 };
 use se_store::{site_rules, RawQuery, Role, Site, SiteLimits};
 use serde::{Deserialize, Serialize};
@@ -267,6 +267,12 @@ pub(crate) struct DeviceEnergy {
     /// Energy of the known spans, in kWh.
     kwh: f64,
     known: bool,
+    /// True when some channel's energy comes from apparent energy or power,
+    /// which is an upper bound of the active energy.
+    estimated: bool,
+    /// Metrics the energy was computed from, one per source used by the
+    /// device's channels, such as `energy_wh` or `apparent_energy_vah`.
+    sources: Vec<Metric>,
 }
 
 #[derive(Serialize)]
@@ -278,24 +284,40 @@ pub(crate) struct SiteEnergy {
     /// Energy of the known spans of every device, in kWh.
     kwh: f64,
     /// False when any part of the period is unknown for any device; `kwh`
-    /// is then a lower bound.
+    /// then leaves that part out.
     known: bool,
+    /// Part of `kwh` computed from apparent energy or power, for channels
+    /// without active energy or power. The active energy of that part is at
+    /// most this value.
+    estimated_kwh: f64,
     unknown_spans: Vec<DeviceUnknownSpan>,
-    /// Cost of the known energy, or `null` when the site has no tariff.
+    /// Cost of the known energy, or `null` when the site has no tariff. For
+    /// a period shorter than a local month, the fixed charge is prorated and
+    /// the demand charge is left out of the total (see docs/energy.md).
     cost: Option<CostBreakdown>,
     /// CO2 of the known energy, or `null` when no emission factor is set.
     co2_kg: Option<f64>,
     per_device: Vec<DeviceEnergy>,
 }
 
+/// Bounds of the requested period.
+struct EnergySpan {
+    from_ms: TimestampMs,
+    /// End capped at the time of the request, so today's energy is not
+    /// marked unknown for hours that have not happened.
+    to_ms: TimestampMs,
+    /// End as requested, which prorates the monthly charges: a whole
+    /// local day carries one day's share even while it runs.
+    requested_to_ms: TimestampMs,
+}
+
 /// Resolves `period=today|yesterday|month` (local days of the site) or
-/// `from`/`to`. The end is capped at `now`, so today's energy is not marked
-/// unknown for hours that have not happened.
+/// `from`/`to`.
 fn energy_span(
     query: &EnergyParams,
     tz: &TimeZone,
     now: TimestampMs,
-) -> Result<(TimestampMs, TimestampMs), ApiError> {
+) -> Result<EnergySpan, ApiError> {
     let energy_error = |error: se_energy::EnergyError| ApiError::Energy {
         detail: error.to_string(),
     };
@@ -326,8 +348,11 @@ fn energy_span(
             }
         }
     };
-    let to_ms = to_ms.min(now.max(from_ms));
-    Ok((from_ms, to_ms))
+    Ok(EnergySpan {
+        from_ms,
+        to_ms: to_ms.min(now.max(from_ms)),
+        requested_to_ms: to_ms,
+    })
 }
 
 /// `GET /api/v1/sites/{id}/energy?period=today|yesterday|month` or `?from&to`
@@ -339,11 +364,13 @@ pub(crate) async fn site_energy(
 ) -> Result<Json<SiteEnergy>, ApiError> {
     let site = accessible_site(&state, &user, &id).await?;
     let tz = time_zone(&site.time_zone)?;
-    let (from_ms, to_ms) = energy_span(&query, &tz, now_ms())?;
+    let span = energy_span(&query, &tz, now_ms())?;
+    let (from_ms, to_ms) = (span.from_ms, span.to_ms);
 
     let mut pieces = Vec::new();
     let mut unknown_spans = Vec::new();
     let mut per_device = Vec::new();
+    let mut estimated_wh = 0.0;
     for device in state.store.site_devices(&site.id).await? {
         let readings = state
             .store
@@ -357,10 +384,13 @@ pub(crate) async fn site_energy(
             })
             .await?;
         let energy = device_energy(&device, &readings, from_ms, to_ms)?;
+        estimated_wh += energy.estimated_wh;
         per_device.push(DeviceEnergy {
             device,
             kwh: energy.wh / 1000.0,
             known: energy.unknown.is_empty(),
+            estimated: energy.sources.iter().any(|source| source.is_upper_bound()),
+            sources: energy.sources.iter().map(|source| source.metric()).collect(),
         });
         pieces.extend(energy.pieces);
         unknown_spans.extend(energy.unknown);
@@ -379,7 +409,13 @@ pub(crate) async fn site_energy(
         })?;
     let cost = tariff
         .as_ref()
-        .map(|tariff| se_energy::cost(&pieces, tariff, &tz))
+        .map(|tariff| {
+            let requested = Window {
+                start_ms: from_ms,
+                end_ms: span.requested_to_ms,
+            };
+            cost_of_span(&pieces, tariff, &tz, requested)
+        })
         .transpose()
         .map_err(|error| ApiError::Energy {
             detail: error.to_string(),
@@ -394,6 +430,7 @@ pub(crate) async fn site_energy(
         to_ms,
         kwh,
         known: unknown_spans.is_empty(),
+        estimated_kwh: estimated_wh / 1000.0,
         unknown_spans,
         cost,
         co2_kg: co2_factor.map(|grams| kwh * grams / 1000.0),
@@ -404,13 +441,19 @@ pub(crate) async fn site_energy(
 /// Energy of one device over `[from_ms, to_ms)`.
 struct DeviceTotal {
     wh: f64,
+    /// Part of `wh` from apparent energy or power (an upper bound).
+    estimated_wh: f64,
+    /// Sources used by the device's channels, most preferred first.
+    sources: Vec<EnergySource>,
     pieces: Vec<EnergyPiece>,
     unknown: Vec<DeviceUnknownSpan>,
 }
 
-/// Sums the energy of each channel of a device. A channel with an
-/// `energy_wh` counter uses it; otherwise its `power_w` samples are
-/// integrated. A device without either is unknown for the whole span.
+/// Sums the energy of each channel of a device, each from its most
+/// preferred series (see [`EnergySource`]): the `energy_wh` counter, else
+/// `power_w`, else the `apparent_energy_vah` counter, else
+/// `apparent_power_va`. A device without any of them is unknown for the
+/// whole span.
 fn device_energy(
     device: &DeviceId,
     readings: &[Reading],
@@ -420,20 +463,31 @@ fn device_energy(
     let energy_error = |error: se_energy::EnergyError| ApiError::Energy {
         detail: format!("device {device}: {error}"),
     };
-    let mut channels: Vec<&ChannelName> = readings
-        .iter()
-        .filter(|reading| matches!(reading.metric, Metric::Energy | Metric::Power))
-        .map(|reading| &reading.channel)
-        .collect();
+    let mut channels: Vec<&ChannelName> = readings.iter().map(|reading| &reading.channel).collect();
     channels.sort();
     channels.dedup();
+    let channel_sources: Vec<(&ChannelName, EnergySource)> = channels
+        .into_iter()
+        .filter_map(|channel| {
+            let mut metrics: Vec<Metric> = readings
+                .iter()
+                .filter(|reading| &reading.channel == channel)
+                .map(|reading| reading.metric)
+                .collect();
+            metrics.sort();
+            metrics.dedup();
+            EnergySource::choose(&metrics).map(|source| (channel, source))
+        })
+        .collect();
 
     let mut total = DeviceTotal {
         wh: 0.0,
+        estimated_wh: 0.0,
+        sources: Vec::new(),
         pieces: Vec::new(),
         unknown: Vec::new(),
     };
-    if channels.is_empty() && to_ms > from_ms {
+    if channel_sources.is_empty() && to_ms > from_ms {
         total.unknown.push(DeviceUnknownSpan {
             device: device.clone(),
             channel: None,
@@ -444,84 +498,38 @@ fn device_energy(
         return Ok(total);
     }
 
-    for channel in channels {
-        let of_metric = |metric: Metric| {
-            readings
-                .iter()
-                .filter(move |r| &r.channel == channel && r.metric == metric)
-        };
-        let counter: Vec<CounterSample> = of_metric(Metric::Energy)
-            .map(|r| CounterSample::new(r.ts_ms, r.value))
+    let window = Window {
+        start_ms: from_ms,
+        end_ms: to_ms,
+    };
+    for (channel, source) in channel_sources {
+        let samples: Vec<(TimestampMs, f64)> = readings
+            .iter()
+            .filter(|r| &r.channel == channel && r.metric == source.metric())
+            .map(|r| (r.ts_ms, r.value))
             .collect();
-        let result = if counter.is_empty() {
-            let samples: Vec<PowerSample> = of_metric(Metric::Power)
-                .map(|r| PowerSample::new(r.ts_ms, r.value))
-                .collect();
-            let window = Window {
-                start_ms: from_ms,
-                end_ms: to_ms,
-            };
-            power_energy(&samples, Some(window), &PowerConfig::default()).map_err(energy_error)?
-        } else {
-            let mut result =
-                counter_energy(&counter, &CounterConfig::default()).map_err(energy_error)?;
-            // Before the first sample at or before the period start, the counter has no base.
-            if let Some(first) = counter.iter().map(|sample| sample.ts_ms).min() {
-                if first > from_ms {
-                    result.unknown_spans.push(se_energy::UnknownSpan {
-                        start_ms: from_ms,
-                        end_ms: first.min(to_ms),
-                        cause: UnknownCause::NoData,
-                    });
-                }
-            }
-            // NOTE: energy after the last counter sample shows up with the next sample,
-            // so the tail of a running period is not reported as unknown.
-            result
-        };
+        let result = channel_energy(source, &samples, window).map_err(energy_error)?;
 
-        for piece in clip_pieces(&result.pieces, from_ms, to_ms) {
-            total.wh += piece.wh;
-            total.pieces.push(piece);
+        total.wh += result.wh;
+        if source.is_upper_bound() {
+            total.estimated_wh += result.wh;
         }
-        for span in &result.unknown_spans {
-            let (start_ms, end_ms) = (span.start_ms.max(from_ms), span.end_ms.min(to_ms));
-            if end_ms > start_ms {
-                total.unknown.push(DeviceUnknownSpan {
-                    device: device.clone(),
-                    channel: Some(channel.clone()),
-                    start_ms,
-                    end_ms,
-                    cause: span.cause,
-                });
-            }
+        if !total.sources.contains(&source) {
+            total.sources.push(source);
+        }
+        total.pieces.extend(result.pieces);
+        for span in result.unknown_spans {
+            total.unknown.push(DeviceUnknownSpan {
+                device: device.clone(),
+                channel: Some(channel.clone()),
+                start_ms: span.start_ms,
+                end_ms: span.end_ms,
+                cause: span.cause,
+            });
         }
     }
+    total.sources.sort();
     Ok(total)
-}
-
-/// Keeps the part of each piece inside `[from_ms, to_ms)`, with energy in
-/// proportion to time, as a counter interval may start before the period.
-fn clip_pieces(pieces: &[EnergyPiece], from_ms: TimestampMs, to_ms: TimestampMs) -> Vec<EnergyPiece> {
-    pieces
-        .iter()
-        .filter_map(|piece| {
-            let (start_ms, end_ms) = (piece.start_ms.max(from_ms), piece.end_ms.min(to_ms));
-            if piece.end_ms == piece.start_ms {
-                // An instant piece (a jump at one timestamp) counts when it lies inside.
-                return (piece.start_ms >= from_ms && piece.start_ms < to_ms).then_some(*piece);
-            }
-            if end_ms <= start_ms {
-                return None;
-            }
-            let share = (end_ms - start_ms) as f64 / (piece.end_ms - piece.start_ms) as f64;
-            Some(EnergyPiece {
-                start_ms,
-                end_ms,
-                wh: piece.wh * share,
-            })
-        })
-        .collect()
 }
 
 #[cfg(test)]
@@ -536,17 +544,5 @@ mod tests {
     #[test]
     fn site_id_accepts_default() {
         assert_eq!(site_id("default").ok().as_deref(), Some("default"));
-    }
-
-    #[test]
-    fn clip_splits_piece_by_time() {
-        let piece = EnergyPiece {
-            start_ms: 0,
-            end_ms: 4000,
-            wh: 8.0,
-        };
-        let clipped = clip_pieces(&[piece], 1000, 2000);
-        assert_eq!(clipped.len(), 1);
-        assert!((clipped[0].wh - 2.0).abs() < 1e-12);
     }
 }

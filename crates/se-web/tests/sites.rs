@@ -302,3 +302,112 @@ async fn site_without_devices_has_zero_kwh() {
     // Zero, not -0.0, which the dashboard would show as "-0 kWh".
     assert_eq!(body["kwh"].to_string(), "0.0");
 }
+
+/// Writes what the ESP32 prototype stores every 5 s from 09:55 to 11:00 UTC:
+/// current, voltage, an apparent energy counter and apparent power of 120 VA,
+/// so 120 VAh in the hour from 10:00, and no active power or energy.
+async fn write_prototype_hour(store: &SqliteStore, id: &str) {
+    let start = ms("2026-01-05T09:55:00Z");
+    let mut readings = Vec::new();
+    for step in 0..=(65 * 12) {
+        let ts_ms = start + step * 5000;
+        let vah = 53.59 + 120.0 * (step * 5) as f64 / 3600.0;
+        readings.push(Reading::new(device(id), "main", Metric::Current, ts_ms, 0.52));
+        readings.push(Reading::new(device(id), "main", Metric::Voltage, ts_ms, 230.0));
+        readings.push(Reading::new(device(id), "main", Metric::ApparentEnergy, ts_ms, vah));
+        readings.push(Reading::new(device(id), "main", Metric::ApparentPower, ts_ms, 120.0));
+    }
+    store.write_readings(&readings).await.unwrap();
+}
+
+#[tokio::test]
+async fn apparent_energy_counts_as_estimate() {
+    let (server, _) = start().await;
+    write_prototype_hour(&server.store, "esp32-prototype").await;
+    let admin = server.admin().await;
+
+    let (status, body) = energy(&admin, &server, "default", HOUR_QUERY).await;
+
+    // The span is half-open, so the counter's last 5 s before 11:00 come with the reading at 11:00.
+    let expected_kwh = 0.12 * 3595.0 / 3600.0;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!((body["kwh"].as_f64().unwrap() - expected_kwh).abs() < 1e-9, "{body}");
+    assert_eq!(body["known"], json!(true), "{body}");
+    assert!((body["estimated_kwh"].as_f64().unwrap() - expected_kwh).abs() < 1e-9, "{body}");
+    assert_eq!(body["unknown_spans"], json!([]), "{body}");
+    let device = &body["per_device"][0];
+    assert_eq!(device["device"], json!("esp32-prototype"), "{body}");
+    assert_eq!(device["estimated"], json!(true), "{body}");
+    assert_eq!(device["sources"], json!(["apparent_energy_vah"]), "{body}");
+}
+
+#[tokio::test]
+async fn active_power_is_not_estimate() {
+    let (server, _) = start().await;
+    write_one_kwh_of_power(&server.store, "rig-1").await;
+    let admin = server.admin().await;
+
+    let (status, body) = energy(&admin, &server, "default", HOUR_QUERY).await;
+
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["estimated_kwh"].to_string(), "0.0", "{body}");
+    assert_eq!(body["per_device"][0]["estimated"], json!(false), "{body}");
+    assert_eq!(body["per_device"][0]["sources"], json!(["power_w"]), "{body}");
+}
+
+/// Time of use with a demand charge of 8.500 TND per kW and a fixed charge
+/// of 4.000 TND per month.
+const TND_TARIFF: &str = r#"{"currency":"TND","energy":{"type":"time_of_use","periods":[
+    {"name":"peak","price_per_kwh":"0.350","days":["all"],"hours":[[8,20]]},
+    {"name":"night","price_per_kwh":"0.120","days":["all"],"hours":[[0,8],[20,24]]}]},
+    "demand":{"price_per_kw":"8.500","interval_minutes":15},"fixed_per_month":"4.000"}"#;
+
+async fn save_tariff(admin: &reqwest::Client, server: &TestServer, tariff: &str) {
+    let saved = admin
+        .put(server.url("/api/v1/sites/default/tariff"))
+        .body(tariff.to_owned())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(saved.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn day_cost_prorates_fixed_charge() {
+    let (server, _) = start().await;
+    write_one_kwh_of_power(&server.store, "rig-1").await;
+    let admin = server.admin().await;
+    save_tariff(&admin, &server, TND_TARIFF).await;
+
+    let day = "from=2026-01-05T00:00:00Z&to=2026-01-06T00:00:00Z";
+    let (status, body) = energy(&admin, &server, "default", day).await;
+
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let lines = body["cost"]["lines"].as_array().unwrap();
+    let fixed = lines.iter().find(|line| line["kind"] == json!("fixed")).unwrap();
+    // One day of January's 31: 4.000 x 0.032258 = 0.129 TND.
+    assert_eq!(fixed["quantity"], json!("0.032258"), "{body}");
+    assert_eq!(fixed["amount"], json!("0.129"), "{body}");
+    assert!(lines.iter().all(|line| line["kind"] != json!("demand")), "{body}");
+    let excluded = &body["cost"]["excluded_demand"];
+    assert_eq!(excluded[0]["quantity"], json!("1.00"), "{body}");
+    assert_eq!(excluded[0]["amount"], json!("8.500"), "{body}");
+    // 1 kWh from 10:00 to 11:00 at the peak price, plus the day's fixed share.
+    assert_eq!(body["cost"]["total"], json!("0.479"), "{body}");
+}
+
+#[tokio::test]
+async fn month_cost_keeps_full_charges() {
+    let (server, _) = start().await;
+    write_one_kwh_of_power(&server.store, "rig-1").await;
+    let admin = server.admin().await;
+    save_tariff(&admin, &server, TND_TARIFF).await;
+
+    let month = "from=2026-01-01T00:00:00Z&to=2026-02-01T00:00:00Z";
+    let (status, body) = energy(&admin, &server, "default", month).await;
+
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["cost"]["excluded_demand"], json!([]), "{body}");
+    // 0.350 energy + 8.500 demand + 4.000 fixed.
+    assert_eq!(body["cost"]["total"], json!("12.850"), "{body}");
+}

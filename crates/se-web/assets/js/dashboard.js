@@ -95,10 +95,27 @@ let siteCards = [];
 // Warnings by site id; the server recomputes them once an hour.
 const siteWarnings = new Map();
 
+// Today's kWh: exact, "at least" when part of the day is unknown, or "at
+// most" when part of it is estimated from apparent power. With both, the
+// value is neither bound, and the two badges explain it.
+function kwhText(energy) {
+  const value = formatValue(energy.kwh, "kWh", 2);
+  if (energy.estimated_kwh > 0) return energy.known ? t("site.kwh_at_most", { value }) : value;
+  return energy.known ? value : t("site.kwh_partial", { value });
+}
+
+// The demand charge is billed on the month's highest demand, so a day's
+// cost leaves it out and the card names the day's peak instead.
+function demandNote(cost) {
+  const excluded = cost?.excluded_demand ?? [];
+  if (excluded.length === 0) return null;
+  const peakKw = Math.max(...excluded.map((line) => Number(line.quantity)));
+  return h("span", { class: "stat-label", "data-field": "demand-note" },
+    t("site.demand_excluded", { value: formatValue(peakKw, "kW", 2) }));
+}
+
 function siteCard({ site, energy }) {
-  const kwh = energy.known
-    ? formatValue(energy.kwh, "kWh", 2)
-    : t("site.kwh_partial", { value: formatValue(energy.kwh, "kWh", 2) });
+  const kwh = kwhText(energy);
   const cost = energy.cost
     ? `${formatNumber(Number(energy.cost.total), 2)} ${energy.cost.currency}`
     : t("site.no_tariff");
@@ -107,8 +124,12 @@ function siteCard({ site, energy }) {
     h("span", { class: "stat-label" }, t("site.today", { name: siteName(site) })),
     h("span", { class: "stat-value", "data-field": "kwh" }, kwh),
     h("span", { class: "stat-label", "data-field": "cost" }, t("site.cost", { value: cost })),
+    demandNote(energy.cost),
     h("span", { class: "stat-label", "data-field": "co2" }, t("site.co2", { value: co2 })),
     energy.known ? null : h("span", { class: "badge badge-unknown", "data-field": "unknown" }, t("site.unknown")),
+    energy.estimated_kwh > 0
+      ? h("span", { class: "badge badge-unknown", "data-field": "estimated" }, t("site.estimated"))
+      : null,
     h("a", { href: `/sites/${encodeURIComponent(site.id)}`, "data-field": "forecast-link" }, t("site.forecast_link")),
     siteWarnings.has(site.id) ? warningList(siteWarnings.get(site.id), false) : null);
 }
