@@ -292,13 +292,22 @@ impl fmt::Debug for BrokerHandle {
 
 fn bind_error(addr: SocketAddr, source: io::Error) -> BrokerError {
     if source.kind() == io::ErrorKind::AddrInUse {
-        let next_port = addr.port().checked_add(1).unwrap_or(1884);
         BrokerError::AddrInUse {
             addr,
-            suggestion: SocketAddr::new(addr.ip(), next_port),
+            suggestion: free_port_on(addr),
         }
     } else {
         BrokerError::Bind { addr, source }
+    }
+}
+
+/// Returns a port on the same host that was free a moment ago, asked from
+/// the system, as an example for the error message; the next port when
+/// the system has none to offer.
+fn free_port_on(addr: SocketAddr) -> SocketAddr {
+    match std::net::TcpListener::bind(SocketAddr::new(addr.ip(), 0)).and_then(|probe| probe.local_addr()) {
+        Ok(free) => free,
+        Err(_) => SocketAddr::new(addr.ip(), addr.port().checked_add(1).unwrap_or(1884)),
     }
 }
 

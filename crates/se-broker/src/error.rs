@@ -11,7 +11,7 @@ pub enum BrokerError {
     AddrInUse {
         /// Address that could not be bound.
         addr: SocketAddr,
-        /// Same host with the next port, offered as an example in the message.
+        /// Same host with a port that was free when the error was made, offered as an example.
         suggestion: SocketAddr,
     },
 

@@ -382,6 +382,22 @@ fn busy_ports_fail_with_the_flag_to_change() {
     }
 }
 
+#[test]
+fn one_address_for_both_listeners_is_named() {
+    let scratch = tempfile::tempdir().unwrap();
+    let addr = format!("127.0.0.1:{}", se_testkit::free_port());
+    let output = std::process::Command::new(BINARY)
+        .args(["serve", "--mqtt-listen", &addr, "--http-listen", &addr, "--data-dir"])
+        .arg(scratch.path().join("data"))
+        .env("SMART_ENERGY_ADMIN_PASSWORD", se_testkit::ADMIN_PASSWORD)
+        .output()
+        .expect("run serve");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "serve started with one address for both listeners");
+    assert!(stderr.contains(&format!("--mqtt-listen and --http-listen both name {addr}")), "{stderr}");
+    assert!(!stderr.contains("another MQTT broker"), "blames another program: {stderr}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prototype_through_external_mosquitto() {
     if !require_service("Mosquitto on 127.0.0.1:1883", port_open("127.0.0.1:1883"), "apt-get install mosquitto and start it") {

@@ -97,6 +97,12 @@ enum Source {
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let prototype_device = DeviceId::parse(&args.prototype_device).map_err(|error| anyhow::anyhow!("--prototype-device: {error}"))?;
+    if let (Some(mqtt), Some(http)) = (args.mqtt_listen, args.http_listen) {
+        // Otherwise the second bind fails with a message that blames another program.
+        if mqtt.port() != 0 && mqtt == http {
+            anyhow::bail!("--mqtt-listen and --http-listen both name {mqtt}; give them different ports, such as --mqtt-listen {} --http-listen {}", mqtt, http_example(http));
+        }
+    }
     let health = Arc::new(Health::new());
     let config = match &args.config {
         Some(path) => ServerConfig::load(path)?,
@@ -270,6 +276,12 @@ fn parse_listen_address(text: &str) -> Result<SocketAddr, String> {
         }
     }
     Err(format!("'{text}' is not an IP address and port; give one such as 127.0.0.1:1884"))
+}
+
+/// Returns `addr` with another port, as an example for a clash of the two listeners.
+fn http_example(addr: SocketAddr) -> SocketAddr {
+    let port = if addr.port() == DEFAULT_HTTP_PORT { DEFAULT_HTTP_PORT + 1 } else { DEFAULT_HTTP_PORT };
+    SocketAddr::new(addr.ip(), port)
 }
 
 /// Binds the HTTP port. In demo mode a busy default port is replaced by a free one.
