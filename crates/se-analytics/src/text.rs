@@ -22,10 +22,14 @@ pub(crate) fn percent(value: f64, lang: Lang) -> String {
     format!("{}\u{a0}%", number(value, decimals, lang))
 }
 
-/// Formats a duration in the largest unit that keeps it readable.
+/// Formats a duration in the largest unit that keeps it readable. Below a
+/// second it is in whole milliseconds, because a tenth of a second would
+/// show 40 ms as "0.0 s".
 pub(crate) fn duration(ms: i64, lang: Lang) -> String {
     let seconds = ms as f64 / 1000.0;
-    if seconds < 120.0 {
+    if ms.abs() < 1000 {
+        format!("{ms} ms")
+    } else if seconds < 120.0 {
         format!("{} s", number(seconds, if seconds < 10.0 && seconds.fract() != 0.0 { 1 } else { 0 }, lang))
     } else if seconds < 120.0 * 60.0 {
         format!("{} min", number(seconds / 60.0, 0, lang))
@@ -121,9 +125,18 @@ mod tests {
     #[test]
     fn durations_pick_a_readable_unit() {
         assert_eq!(duration(30_000, Lang::En), "30 s");
+        assert_eq!(duration(2_500, Lang::Fr), "2,5 s");
         assert_eq!(duration(25 * 60_000, Lang::En), "25 min");
         assert_eq!(duration(3 * 3_600_000, Lang::Fr), "3,0 h");
         assert_eq!(duration(3 * 86_400_000, Lang::Fr), "3,0 j");
+    }
+
+    #[test]
+    fn subsecond_durations_use_milliseconds() {
+        assert_eq!(duration(7, Lang::En), "7 ms");
+        assert_eq!(duration(40, Lang::Fr), "40 ms");
+        assert_eq!(duration(999, Lang::En), "999 ms");
+        assert_eq!(duration(1_000, Lang::En), "1 s");
     }
 
     #[test]

@@ -54,3 +54,78 @@ async fn nvidia_smi_log_is_imported_per_gpu() {
     let first = readings.iter().filter_map(|r| r["ts_ms"].as_i64()).min().unwrap();
     assert_eq!(first, 1_753_603_200_000);
 }
+
+/// Minutes between two polls of the history logs.
+const POLL_MINUTES: i64 = 5;
+
+/// Writes a log shaped like `nvidia-smi --query-gpu=timestamp,index,power.draw,utilization.gpu
+/// --format=csv -l 300` on 3 GPUs: one poll every 5 minutes over `days` days,
+/// the last one at `last_poll_ms`. As in real logs, the rows of one poll are a
+/// few milliseconds apart, because nvidia-smi queries the GPUs one after another.
+fn five_minute_log(last_poll_ms: i64, days: i64) -> String {
+    let polls = days * 24 * 60 / POLL_MINUTES;
+    let mut log = String::from("timestamp, index, power.draw [W], utilization.gpu [%]\n");
+    for poll in 0..polls {
+        let poll_ms = last_poll_ms - (polls - 1 - poll) * POLL_MINUTES * 60_000;
+        for gpu in 0..3 {
+            let row_ms = poll_ms + 7 * gpu;
+            let time = jiff::Timestamp::from_millisecond(row_ms).unwrap();
+            let power = 180 + (poll * 37 + gpu * 11) % 40;
+            writeln!(log, "{}, {gpu}, {power}.25 W, {} %", time.strftime("%Y/%m/%d %H:%M:%S%.3f"), 90 + poll % 7).unwrap();
+        }
+    }
+    log
+}
+
+fn import_log(scratch: &std::path::Path, data_dir: &std::path::Path, device: &str, log: &str) {
+    let file = scratch.join(format!("{device}.csv"));
+    std::fs::write(&file, log).unwrap();
+    let output = std::process::Command::new(BINARY)
+        .args(["import", "nvidia-smi"])
+        .arg(&file)
+        .args(["--device", device, "--timezone", "UTC", "--data-dir"])
+        .arg(data_dir)
+        .output()
+        .expect("run the import");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("values rejected:    0"), "{stdout}");
+}
+
+/// A regular 5-minute log must give no silence, and a log that stopped two
+/// hours ago must give one silence measured in 5-minute intervals.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_minute_log_is_not_silent() {
+    let scratch = tempfile::tempdir().unwrap();
+    let data_dir = scratch.path().join("data");
+    let now_ms = jiff::Timestamp::now().as_millisecond();
+    import_log(scratch.path(), &data_dir, "rig-h1", &five_minute_log(now_ms - 60_000, 3));
+    import_log(scratch.path(), &data_dir, "rig-h2", &five_minute_log(now_ms - 2 * 3_600_000, 3));
+
+    let server = ServeProcess::start(BINARY, scratch.path(), ServeOptions { data_dir: Some(data_dir), ..ServeOptions::default() });
+    let client = server.admin_client().await;
+    let url = format!("{}/api/v1/sites/default/anomalies?hours=48", server.http);
+    let response = client.get(url).header("Accept-Language", "en").send().await.unwrap();
+    assert!(response.status().is_success(), "{}", response.status());
+    let body: Value = response.json().await.unwrap();
+    let anomalies = body["anomalies"].as_array().cloned().unwrap_or_default();
+    let silent: Vec<&Value> = anomalies.iter().filter(|anomaly| anomaly["kind"] == "silent").collect();
+
+    assert_eq!(silent.len(), 1, "{body:#}");
+    assert_eq!(silent[0]["device"], "rig-h2");
+    assert_eq!(silent[0]["severity"], "critical");
+    let message = silent[0]["message"].as_str().unwrap_or_default();
+    assert!(message.ends_with("while it usually sends one every 5 min"), "{message}");
+    for anomaly in &anomalies {
+        let message = anomaly["message"].as_str().unwrap_or_default();
+        assert!(!message.contains("every 0"), "{message}");
+    }
+
+    let url = format!("{}/api/v1/sites/default/anomalies?hours=48", server.http);
+    let body: Value = client.get(url).header("Accept-Language", "fr").send().await.unwrap().json().await.unwrap();
+    let anomalies = body["anomalies"].as_array().cloned().unwrap_or_default();
+    let silent: Vec<&Value> = anomalies.iter().filter(|anomaly| anomaly["kind"] == "silent").collect();
+    assert_eq!(silent.len(), 1, "{body:#}");
+    let message = silent[0]["message"].as_str().unwrap_or_default();
+    assert!(message.ends_with("toutes les 5 min d'habitude"), "{message}");
+}

@@ -46,7 +46,7 @@ pub use psu::{detect_psu_loss, PsuLossConfig};
 pub use reason::{AnomalyReason, Bound};
 pub use residual::{detect_forecast_deviation, rolling_median, Direction, ResidualConfig};
 pub use scan::{gpu_index, scan_device, DeviceSeries, ScanConfig, WALL_CHANNEL};
-pub use silence::{detect_silence, SilenceConfig};
+pub use silence::{detect_silence, detect_silence_with_interval, usual_interval_ms, SilenceConfig};
 pub use site::{same_gpu_model, scan_site, SiteDevice, SiteScanConfig};
 pub use spike::{detect_load_spikes, detect_spikes, SpikeConfig};
 pub use stats::{mad, median};

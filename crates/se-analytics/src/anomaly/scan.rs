@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use se_core::{ChannelName, DeviceId, Metric, Reading, TimestampMs};
 
 use super::{
-    detect_impossible, detect_load_spikes, detect_peer_excess, detect_psu_loss, detect_silence, detect_spikes, detect_stuck, Anomaly, Direction,
+    detect_impossible, detect_load_spikes, detect_peer_excess, detect_psu_loss, detect_silence_with_interval, detect_spikes, detect_stuck, Anomaly, Direction,
     InputError, PeerConfig, PeerSeries, Point, PsuLossConfig, SeriesKey, SilenceConfig, SpikeConfig, StuckConfig, ValueLimits,
 };
 
@@ -124,8 +124,8 @@ impl Default for ScanConfig {
 
 /// Runs every detector that applies to `device` and returns their anomalies:
 /// - silence over the timestamps of all series (a gap counts only when the
-///   device sent nothing on any channel), ongoing until `now_ms`, reported on
-///   the series with the most readings;
+///   device sent nothing on any channel), ongoing until `now_ms`, measured in
+///   usual intervals of the series with the most readings and reported on it;
 /// - impossible values of each power series: 0 W up to `power_limit_margin`
 ///   times the largest `power_limit_w` of the channel, or only NaN and
 ///   infinite values ([`ValueLimits::of_metric`]) without a limit;
@@ -172,32 +172,40 @@ fn check_margin(margin: f64) -> Result<(), InputError> {
     super::check_setting("power_limit_margin", margin, 1.0, 10.0, "a multiple of the power limit from 1 to 10, such as 1.1")
 }
 
-/// Silence of the whole device: its series merged into one list of reading times.
+/// Silence of the whole device: the times of all its series merged into one
+/// list, measured against the usual interval of its busiest series.
 fn scan_silence(device: &DeviceSeries, now_ms: TimestampMs, config: &SilenceConfig) -> Result<Vec<Anomaly>, InputError> {
+    super::silence::check_config(config)?;
     // The first series with the most readings names the anomaly.
-    let mut busiest: Option<(&(ChannelName, Metric), usize)> = None;
+    let mut busiest: Option<(&(ChannelName, Metric), &[Point])> = None;
     for (id, points) in &device.series {
-        if busiest.is_none_or(|(_, count)| points.len() > count) {
-            busiest = Some((id, points.len()));
+        if busiest.is_none_or(|(_, most)| points.len() > most.len()) {
+            busiest = Some((id, points.as_slice()));
         }
     }
-    let Some(((channel, metric), count)) = busiest else {
+    let Some(((channel, metric), busiest_points)) = busiest else {
         return Ok(Vec::new());
     };
-    if count == 0 {
-        return Ok(Vec::new());
-    }
-    let key = device.key(channel, *metric);
     for ((channel, metric), points) in &device.series {
         super::check_sorted(&device.key(channel, *metric), points)?;
     }
+    if busiest_points.len() < config.min_points.max(2) {
+        return Ok(Vec::new());
+    }
+    // The interval comes from one series because the rows of one nvidia-smi
+    // poll are a few milliseconds apart, one per GPU. With 3 GPUs, two of
+    // every three steps between merged times are that short, so their median
+    // would be milliseconds instead of the poll period.
+    let Some(usual_ms) = super::usual_interval_ms(busiest_points) else {
+        return Ok(Vec::new());
+    };
 
     let mut times: Vec<TimestampMs> = device.series.values().flatten().map(|point| point.ts_ms).collect();
     times.sort_unstable();
     times.dedup();
     // Only the times matter to the silence detector, because any value, even NaN, is a reading.
     let readings: Vec<Point> = times.into_iter().map(|ts_ms| Point::new(ts_ms, 0.0)).collect();
-    detect_silence(&key, &readings, Some(now_ms), config)
+    detect_silence_with_interval(&device.key(channel, *metric), &readings, usual_ms, Some(now_ms), config)
 }
 
 /// Impossible values, spikes and stuck runs of one power series.
@@ -245,7 +253,7 @@ pub(super) fn gpu_power_channels(device: &DeviceSeries) -> Vec<&ChannelName> {
 mod tests {
     use super::*;
     use crate::anomaly::testing::noisy_series;
-    use crate::anomaly::{AnomalyKind, Severity};
+    use crate::anomaly::{AnomalyKind, AnomalyReason, Severity};
 
     const START_MS: i64 = 1_733_000_000_000;
     const STEP_MS: i64 = 30_000;
@@ -345,6 +353,45 @@ mod tests {
         assert_eq!(silent.len(), 1, "{:#?}", kinds(&found));
         assert_eq!(silent[0].severity, Severity::Critical);
         assert_eq!(silent[0].segment, crate::anomaly::Segment::new(end_ms(), now));
+    }
+
+    /// Five-minute polls of 3 GPUs over 48 hours, ending at `last_poll_ms`,
+    /// as `import nvidia-smi` stores them: each GPU's row of a poll is 7 ms
+    /// after the previous GPU's, and each row gives power and utilization.
+    fn staggered_rig(last_poll_ms: i64) -> DeviceSeries {
+        const POLL_MS: i64 = 300_000;
+        const POLLS: i64 = 48 * 12;
+        let mut rig = DeviceSeries::new(DeviceId::parse("rig-h1").unwrap());
+        for gpu in 0..3 {
+            let first_ms = last_poll_ms - (POLLS - 1) * POLL_MS + 7 * gpu;
+            let name = channel(&format!("gpu{gpu}"));
+            rig.insert(name.clone(), Metric::Power, noisy_series(first_ms, POLL_MS, POLLS as usize, 200.0, 20.0, 300 + gpu as u64));
+            rig.insert(name, Metric::Utilization, noisy_series(first_ms, POLL_MS, POLLS as usize, 97.5, 2.5, 400 + gpu as u64));
+        }
+        rig
+    }
+
+    #[test]
+    fn staggered_gpu_rows_not_silent() {
+        let rig = staggered_rig(end_ms());
+        let found = scan_device(&rig, end_ms() + 60_000, &ScanConfig::default()).unwrap();
+        assert!(found.iter().all(|anomaly| anomaly.kind != AnomalyKind::Silent), "{:#?}", kinds(&found));
+    }
+
+    #[test]
+    fn staggered_rig_silence_in_polls() {
+        let rig = staggered_rig(end_ms());
+        let now = end_ms() + 2 * 3_600_000;
+        let found = scan_device(&rig, now, &ScanConfig::default()).unwrap();
+        let silent: Vec<&Anomaly> = found.iter().filter(|anomaly| anomaly.kind == AnomalyKind::Silent).collect();
+        assert_eq!(silent.len(), 1, "{:#?}", kinds(&found));
+        assert_eq!(silent[0].severity, Severity::Critical);
+        // The last reading is GPU 2's row of the last poll, 14 ms after the poll.
+        assert_eq!(silent[0].segment, crate::anomaly::Segment::new(end_ms() + 14, now));
+        let expected = AnomalyReason::Silent { gap_ms: 2 * 3_600_000 - 14, usual_interval_ms: 300_000, ongoing: true };
+        assert_eq!(silent[0].reason, expected);
+        let message = silent[0].message(se_core::Lang::En);
+        assert!(message.ends_with("while it usually sends one every 5 min"), "{message}");
     }
 
     #[test]
