@@ -129,3 +129,57 @@ async fn five_minute_log_is_not_silent() {
     let message = silent[0]["message"].as_str().unwrap_or_default();
     assert!(message.ends_with("toutes les 5 min d'habitude"), "{message}");
 }
+
+/// Runs `import nvidia-smi` on `log` with `extra` arguments; returns success, stdout and stderr.
+fn import_with(scratch: &std::path::Path, log: &str, extra: &[&str]) -> (bool, String, String) {
+    let file = scratch.join("log.csv");
+    std::fs::write(&file, log).unwrap();
+    let output = std::process::Command::new(BINARY)
+        .args(["import", "nvidia-smi"])
+        .arg(&file)
+        .args(["--device", "rig-bad", "--timezone", "UTC", "--data-dir"])
+        .arg(scratch.join("data"))
+        .args(extra)
+        .output()
+        .expect("run the import");
+    (output.status.success(), String::from_utf8_lossy(&output.stdout).into_owned(), String::from_utf8_lossy(&output.stderr).into_owned())
+}
+
+#[test]
+fn rejections_listed_by_line_in_file_order() {
+    let scratch = tempfile::tempdir().unwrap();
+    let log = "timestamp, index, power.draw [W], temperature.gpu\n\
+               2025/07/27 10:00:00.000, 0, 120.00 W, 60\n\
+               2025/07/27 10:00:00.003, 1, 121.00 W, 163000\n\
+               yesterday, 0, 122.00 W, 61\n\
+               2025/07/27 10:00:01.000, 0, 123.00 W, 62\n";
+
+    let (succeeded, stdout, stderr) = import_with(scratch.path(), log, &[]);
+
+    assert!(succeeded, "{stdout}{stderr}");
+    assert!(stdout.contains("values rejected:    2"), "{stdout}");
+    let temperature = stdout.find("line 3: ").unwrap_or_else(|| panic!("the value rejection names its line: {stdout}"));
+    let timestamp = stdout.find("line 4").unwrap_or_else(|| panic!("the row rejection names its line: {stdout}"));
+    assert!(temperature < timestamp, "listed in file order: {stdout}");
+}
+
+#[test]
+fn file_without_header_fails() {
+    let scratch = tempfile::tempdir().unwrap();
+    let (succeeded, stdout, stderr) = import_with(scratch.path(), "2025/07/27 10:00:00.000, 0, 120.00 W\n", &[]);
+
+    assert!(!succeeded, "an import that stored nothing succeeded: {stdout}");
+    assert!(stdout.contains("line 1 is not an nvidia-smi CSV header"), "{stdout}");
+    assert!(!stdout.contains("give the column names"), "names an option that does not exist: {stdout}");
+    assert!(stderr.contains("no value of"), "{stderr}");
+}
+
+#[test]
+fn zero_gpu_count_rejected() {
+    let scratch = tempfile::tempdir().unwrap();
+    let (succeeded, _, stderr) = import_with(scratch.path(), "timestamp, power.draw [W]\n", &["--gpu-count", "0"]);
+
+    assert!(!succeeded);
+    assert!(stderr.contains("--gpu-count"), "{stderr}");
+    assert!(stderr.contains("1..=1024") || stderr.contains("1..1025"), "names the range: {stderr}");
+}

@@ -182,7 +182,7 @@ pub fn parse_nvidia_smi_csv<R: Read>(reader: R, options: &NvidiaSmiOptions) -> D
             if columns.is_none() {
                 let topic = format!("line {line}");
                 let mut batch = Batch::new(&topic, Some(options.device.clone()));
-                let detail = format!("line {line} is not an nvidia-smi CSV header; run nvidia-smi with --format=csv (not noheader) or give the column names");
+                let detail = format!("line {line} is not an nvidia-smi CSV header; run nvidia-smi with --format=csv (not noheader), or add its header line, such as timestamp, index, power.draw [W], to the top of the file");
                 batch.reject(RejectReason::UnparsablePayload, None, &cells.join(", "), detail);
                 out.rejections.extend(batch.finish().rejections);
                 return out;

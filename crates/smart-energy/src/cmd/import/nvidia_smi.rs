@@ -29,8 +29,8 @@ pub struct NvidiaSmiArgs {
     #[arg(long)]
     pub timezone: String,
     /// Number of GPUs, for files without an index column whose first burst may be incomplete.
-    #[arg(long)]
-    pub gpu_count: Option<usize>,
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub gpu_count: Option<u16>,
     /// Largest time difference between rows of one poll, in milliseconds;
     /// keep it below the logging period.
     #[arg(long, default_value_t = se_decode::DEFAULT_BURST_TOLERANCE_MS)]
@@ -53,7 +53,7 @@ pub fn run(args: NvidiaSmiArgs) -> anyhow::Result<()> {
         ProgressStyle::with_template("{spinner} reading [{bar:30}] {bytes}/{total_bytes}").unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let mut options = NvidiaSmiOptions::new(device, time_zone, now_ms());
-    options.gpu_count = args.gpu_count;
+    options.gpu_count = args.gpu_count.map(usize::from);
     options.burst_tolerance_ms = args.burst_tolerance_ms;
     let decoded = parse_nvidia_smi_csv(progress.wrap_read(file), &options);
     progress.finish_and_clear();
@@ -77,11 +77,27 @@ pub fn run(args: NvidiaSmiArgs) -> anyhow::Result<()> {
     println!("values stored:      {stored}");
     println!("duplicates skipped: {duplicates}");
     println!("values rejected:    {}", decoded.rejections.len());
-    for rejection in decoded.rejections.iter().take(50) {
-        println!("  {} ({})", rejection.detail, rejection.reason.code());
+    // In file order, each with its line, because the decoder reports
+    // whole-row problems before the values of the rows it kept.
+    let mut rejections: Vec<_> = decoded.rejections.iter().collect();
+    rejections.sort_by_key(|rejection| line_number(&rejection.topic));
+    for rejection in rejections.iter().take(50) {
+        if rejection.detail.starts_with(&rejection.topic) {
+            println!("  {} ({})", rejection.detail, rejection.reason.code());
+        } else {
+            println!("  {}: {} ({})", rejection.topic, rejection.detail, rejection.reason.code());
+        }
     }
-    if decoded.rejections.len() > 50 {
-        println!("  ... and {} more, listed at GET /api/v1/ingest/errors", decoded.rejections.len() - 50);
+    if rejections.len() > 50 {
+        println!("  ... and {} more, listed at GET /api/v1/ingest/errors", rejections.len() - 50);
+    }
+    if stored == 0 && duplicates == 0 && !rejections.is_empty() {
+        anyhow::bail!("no value of {} was stored: fix the rejected lines above and import the file again", args.file.display());
     }
     Ok(())
+}
+
+/// Line number of a rejection's topic, such as `line 12`; files without one sort first.
+fn line_number(topic: &str) -> u64 {
+    topic.strip_prefix("line ").and_then(|number| number.parse().ok()).unwrap_or(0)
 }
