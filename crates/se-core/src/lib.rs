@@ -26,4 +26,4 @@ pub use lang::Lang;
 pub use metric::{Metric, UnknownMetric};
 pub use reading::{now_ms, Announcement, CommandAck, Decoded, Reading, TimestampMs};
 pub use reject::{RejectReason, Rejection};
-pub use sequence::{SequenceOutcome, SequenceTracker};
+pub use sequence::{SequenceOutcome, SequenceTracker, MAX_GAP};

@@ -31,6 +31,8 @@ pub struct Processed {
 pub struct IngestCore {
     decoders: DecoderSet,
     sequences: HashMap<DeviceId, SequenceTracker>,
+    /// Restarts the sequence trackers do not count: the stored count restored
+    /// at start and the restarts that decoders report without a `seq`.
     restarts: HashMap<DeviceId, u64>,
     last_logged: HashMap<(Option<DeviceId>, RejectReason), TimestampMs>,
     pub counters: IngestCounters,
@@ -91,14 +93,14 @@ impl IngestCore {
         let mut keep_readings = true;
         if let Some(device) = &device {
             if restarted {
-                *self.restarts.entry(device.clone()).or_default() += 1;
+                let restarts = self.restarts.entry(device.clone()).or_default();
+                *restarts = restarts.saturating_add(1);
                 changed.insert(device.clone());
             }
             if let Some(seq) = seq {
+                // The tracker counts the restarts and counter resets that it
+                // detects from `seq`, and `device_counters` adds them to `self.restarts`.
                 let outcome = self.sequences.entry(device.clone()).or_default().observe(seq);
-                if outcome == SequenceOutcome::Restart {
-                    *self.restarts.entry(device.clone()).or_default() += 1;
-                }
                 if outcome == SequenceOutcome::Duplicate {
                     self.counters.duplicate_messages += 1;
                     keep_readings = false;
@@ -144,7 +146,7 @@ impl IngestCore {
             last_seq: tracker.and_then(SequenceTracker::last),
             lost: tracker.map_or(0, |t| t.lost),
             duplicates: tracker.map_or(0, |t| t.duplicates),
-            restarts: self.restarts.get(device).copied().unwrap_or(0) + tracker.map_or(0, |t| t.restarts),
+            restarts: self.restarts.get(device).copied().unwrap_or(0).saturating_add(tracker.map_or(0, |t| t.restarts)),
         }
     }
 }
@@ -221,5 +223,56 @@ mod tests {
         assert_eq!(device.as_str(), "plug-7");
         assert_eq!(announcement.model.as_deref(), Some("Sonoff S31"));
         assert_eq!(*at_ms, T0);
+    }
+
+    fn counters_after(seqs: &[u64]) -> DeviceCounters {
+        let mut core = core();
+        let topic = "smart-energy/v1/clean-01/telemetry";
+        let payloads: Vec<String> = seqs.iter().map(|seq| message(*seq)).collect();
+        core.process(payloads.iter().map(|p| (topic, p.as_bytes(), T0)));
+        core.device_counters(&DeviceId::parse("clean-01").unwrap())
+    }
+
+    #[test]
+    fn reset_to_zero_counts_one_restart() {
+        let counters = counters_after(&[1, 2, 3, 0]);
+        assert_eq!(counters.restarts, 1);
+        assert_eq!(counters.lost, 0);
+        assert_eq!(counters.last_seq, Some(0));
+    }
+
+    #[test]
+    fn huge_jump_is_not_loss() {
+        let counters = counters_after(&[5, u64::MAX]);
+        assert_eq!(counters.lost, 0);
+        assert_eq!(counters.restarts, 1);
+        assert_eq!(counters.last_seq, Some(u64::MAX));
+    }
+
+    #[test]
+    fn zero_after_huge_jump_is_restart() {
+        let counters = counters_after(&[5, u64::MAX, 0]);
+        assert_eq!(counters.lost, 0);
+        assert_eq!(counters.restarts, 2);
+        assert_eq!(counters.last_seq, Some(0));
+    }
+
+    #[test]
+    fn jump_beyond_max_gap_is_not_loss() {
+        let counters = counters_after(&[1, 999_999_999]);
+        assert_eq!(counters.lost, 0);
+        assert_eq!(counters.restarts, 1);
+    }
+
+    #[test]
+    fn restored_restarts_add_once() {
+        let mut core = core();
+        let device = DeviceId::parse("rig-01").unwrap();
+        let stored = DeviceCounters { last_seq: Some(41), lost: 3, duplicates: 0, restarts: 1 };
+        core.restore_counters(device.clone(), &stored);
+        let payload = message(0);
+        core.process([("smart-energy/v1/rig-01/telemetry", payload.as_bytes(), T0)]);
+        assert_eq!(core.device_counters(&device).restarts, 2);
+        assert_eq!(core.device_counters(&device).lost, 3);
     }
 }

@@ -442,3 +442,39 @@ async fn tasmota_plug_is_stored_by_serve() {
     let ts = readings[0]["ts_ms"].as_i64().unwrap();
     assert!((now_ms - ts).abs() < 60_000, "stored at the receive time, not 1970: {ts}");
 }
+
+/// Publishes `{"seq":N,...}` for each number in order and returns the device's
+/// `counters` from `GET /api/v1/devices` once its `last_seq` is the last number.
+async fn counters_after_seqs(server: &ServeProcess, client_id: &str, device: &str, seqs: &[u64]) -> Value {
+    let publisher = mqtt_client(client_id, server.mqtt_port).await;
+    let topic = format!("smart-energy/v1/{device}/telemetry");
+    for seq in seqs {
+        publisher.publish(topic.as_str(), QoS::AtLeastOnce, false, format!(r#"{{"seq":{seq},"readings":[{{"power_w":9}}]}}"#)).await.unwrap();
+    }
+    let client = server.admin_client().await;
+    let last = seqs.last().copied().unwrap();
+    eventually(Duration::from_secs(20), "the last seq stored", || async {
+        let devices: Value = client.get(format!("{}/api/v1/devices", server.http)).send().await.ok()?.json().await.ok()?;
+        let counters = devices.as_array()?.iter().find(|d| d["id"] == device)?["counters"].clone();
+        (counters["last_seq"].as_u64() == Some(last)).then_some(counters)
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seq_reset_and_jump_counters() {
+    let scratch = tempfile::tempdir().unwrap();
+    let server = ServeProcess::start(BINARY, scratch.path(), ServeOptions::default());
+
+    let reset = counters_after_seqs(&server, "seq-reset", "clean-01", &[1, 2, 3, 0]).await;
+    assert_eq!(reset["restarts"], 1, "{reset}");
+    assert_eq!(reset["lost"], 0, "{reset}");
+
+    let jump = counters_after_seqs(&server, "seq-jump", "clean-02", &[5, u64::MAX, 0]).await;
+    assert_eq!(jump["lost"], 0, "{jump}");
+    assert_eq!(jump["restarts"], 2, "{jump}");
+
+    let far = counters_after_seqs(&server, "seq-far", "clean-03", &[1, 999_999_999]).await;
+    assert_eq!(far["lost"], 0, "{far}");
+    assert_eq!(far["restarts"], 1, "{far}");
+}
