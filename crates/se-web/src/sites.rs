@@ -228,7 +228,8 @@ pub(crate) struct DeviceSiteBody {
 }
 
 /// `PUT /api/v1/devices/{id}/site` (admin): moves a device to a site;
-/// `default` removes its assignment.
+/// `default` removes its assignment. Fails with `device_not_found` for a
+/// device that never sent a message or announced itself.
 pub(crate) async fn put_device_site(
     State(state): State<WebState>,
     AdminUser(_admin): AdminUser,
@@ -236,12 +237,28 @@ pub(crate) async fn put_device_site(
     ApiJson(body): ApiJson<DeviceSiteBody>,
 ) -> Result<StatusCode, ApiError> {
     let site = site_id(&body.site)?;
+    require_seen_device(&state, &device).await?;
     if state.store.site(&site).await?.is_none() {
         return Err(ApiError::SiteNotFound { value: site });
     }
     state.store.assign_device(&device, &site).await?;
     tracing::info!(device_id = %device, site_id = %site, "device assigned to site");
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Fails with `device_not_found` unless the device is in the device table
+/// (it sent a reading, counters or a status) or announced itself, whatever
+/// its discovery status. An announced device may have no row in the device
+/// table yet, and an operator can place it on a site before it reports.
+async fn require_seen_device(state: &WebState, device: &DeviceId) -> Result<(), ApiError> {
+    if state.store.device(device).await?.is_some() {
+        return Ok(());
+    }
+    let discovered = state.store.discovered_devices(None).await?;
+    if discovered.iter().any(|found| &found.device == device) {
+        return Ok(());
+    }
+    Err(ApiError::DeviceNotFound { value: device.to_string() })
 }
 
 #[derive(Deserialize)]

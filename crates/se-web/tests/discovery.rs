@@ -56,6 +56,21 @@ impl TestServer {
         };
         self.store.write_ingest_batch(&batch).await.unwrap();
     }
+
+    /// Stores an announcement of `name` and nothing else, as for a device
+    /// that announced itself and has not reported yet.
+    async fn announce_only(&self, name: &str) {
+        let device = DeviceId::parse(name).unwrap();
+        let announcement = Announcement {
+            device: device.clone(),
+            format: "tasmota".into(),
+            name: None,
+            model: None,
+            payload: format!(r#"{{"t":"{name}"}}"#),
+        };
+        let batch = IngestBatch { announcements: vec![(device, announcement, now_ms())], ..IngestBatch::default() };
+        self.store.write_ingest_batch(&batch).await.unwrap();
+    }
 }
 
 async fn json_of(client: &reqwest::Client, url: String) -> Value {
@@ -173,4 +188,24 @@ async fn discovered_routes_require_admin() {
     assert_eq!(list.status(), StatusCode::FORBIDDEN);
     let approve = owner.post(server.url("/api/v1/discovered/plug-1/approve")).send().await.unwrap();
     assert_eq!(approve.status(), StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn announced_device_can_be_assigned() {
+    let server = TestServer::start().await;
+    server.announce_only("tasmota_silent").await;
+    let admin = server.admin().await;
+
+    let approved = admin.post(server.url("/api/v1/discovered/tasmota_silent/approve")).send().await.unwrap();
+    let assigned = admin
+        .put(server.url("/api/v1/devices/tasmota_silent/site"))
+        .json(&json!({"site": "farm"}))
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(approved.status(), StatusCode::NO_CONTENT);
+    assert_eq!(assigned.status(), StatusCode::NO_CONTENT);
+    let farm: Value = admin.get(server.url("/api/v1/sites/farm")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(farm["devices"], json!(["tasmota_silent"]), "{farm}");
 }

@@ -411,3 +411,65 @@ async fn month_cost_keeps_full_charges() {
     // 0.350 energy + 8.500 demand + 4.000 fixed.
     assert_eq!(body["cost"]["total"], json!("12.850"), "{body}");
 }
+
+#[tokio::test]
+async fn unknown_device_assignment_is_404() {
+    let (server, _) = start().await;
+    server.add_site("farm2").await;
+    let admin = server.admin().await;
+
+    let response = admin
+        .put(server.url("/api/v1/devices/nosuch/site"))
+        .json(&json!({"site": "farm2"}))
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], json!("device_not_found"), "{body}");
+    let site: Value = admin.get(server.url("/api/v1/sites/farm2")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(site["devices"], json!([]), "{site}");
+}
+
+#[tokio::test]
+async fn unknown_device_error_in_french() {
+    let (server, _) = start().await;
+    server.add_site("farm2").await;
+    let admin = server.admin().await;
+
+    let response = admin
+        .put(server.url("/api/v1/devices/nosuch/site"))
+        .header("Accept-Language", "fr-FR")
+        .json(&json!({"site": "farm2"}))
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(
+        body["error"]["message"],
+        json!("Aucun appareil \"nosuch\" n'est connu. Vérifiez l'identifiant dans la liste des appareils."),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn device_with_readings_can_be_assigned() {
+    let (server, _) = start().await;
+    server.add_site("farm2").await;
+    write_one_kwh_of_power(&server.store, "rig-9").await;
+    let admin = server.admin().await;
+
+    let response = admin
+        .put(server.url("/api/v1/devices/rig-9/site"))
+        .json(&json!({"site": "farm2"}))
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    let site: Value = admin.get(server.url("/api/v1/sites/farm2")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(site["devices"], json!(["rig-9"]), "{site}");
+}
