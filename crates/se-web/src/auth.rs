@@ -150,11 +150,12 @@ pub async fn require_admin(AdminUser(_): AdminUser, request: Request, next: Next
     next.run(request).await
 }
 
-fn session_cookie(token: &str, max_age_s: i64) -> Option<HeaderValue> {
-    // NOTE: no `Secure` attribute, because the server speaks plain HTTP. Put a
-    // TLS reverse proxy in front before exposing it beyond a trusted network.
+fn session_cookie(token: &str, max_age_s: i64, secure: bool) -> Option<HeaderValue> {
+    // The server speaks plain HTTP, so `Secure` is set only when the operator
+    // says a TLS reverse proxy serves the UI (`serve --secure-cookies`).
     let cookie = Cookie::build((SESSION_COOKIE, token.to_owned()))
         .http_only(true)
+        .secure(secure)
         .same_site(SameSite::Strict)
         .path("/")
         .max_age(cookie::time::Duration::seconds(max_age_s))
@@ -211,7 +212,7 @@ pub(crate) async fn login(
     tracing::info!(username = %user.username, "user logged in");
 
     let mut response = Json(serde_json::json!({ "user": CurrentUser::from(user) })).into_response();
-    if let Some(cookie) = session_cookie(&token, SESSION_TTL_MS / 1000) {
+    if let Some(cookie) = session_cookie(&token, SESSION_TTL_MS / 1000, state.secure_cookies) {
         response.headers_mut().insert(header::SET_COOKIE, cookie);
     }
     Ok(response)
@@ -226,7 +227,7 @@ pub(crate) async fn logout(
         state.store.delete_session(&token_hash(&token)).await?;
     }
     let mut response = StatusCode::NO_CONTENT.into_response();
-    if let Some(cookie) = session_cookie("", 0) {
+    if let Some(cookie) = session_cookie("", 0, state.secure_cookies) {
         response.headers_mut().insert(header::SET_COOKIE, cookie);
     }
     Ok(response)
@@ -327,11 +328,20 @@ mod tests {
 
     #[test]
     fn session_cookie_is_strict_and_http_only() {
-        let cookie = session_cookie("tok", 60).unwrap();
+        let cookie = session_cookie("tok", 60, false).unwrap();
         let text = cookie.to_str().unwrap();
         assert!(text.contains("HttpOnly"), "{text}");
         assert!(text.contains("SameSite=Strict"), "{text}");
         assert!(text.contains("Path=/"), "{text}");
+        assert!(!text.contains("Secure"), "{text}");
+    }
+
+    #[test]
+    fn secure_cookie_behind_https_proxy() {
+        let cookie = session_cookie("tok", 60, true).unwrap();
+        let text = cookie.to_str().unwrap();
+        assert!(text.contains("; Secure"), "{text}");
+        assert!(text.contains("HttpOnly"), "{text}");
     }
 
     #[test]

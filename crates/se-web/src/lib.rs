@@ -85,6 +85,9 @@ pub struct WebState {
     pub recommendation_history: std::time::Duration,
     /// Login attempts per username, to slow down password guessing.
     pub(crate) login_limiter: Arc<login_limit::LoginLimiter>,
+    /// Marks the session cookie `Secure`, for a server reached through an
+    /// HTTPS reverse proxy.
+    pub secure_cookies: bool,
 }
 
 impl WebState {
@@ -100,6 +103,7 @@ impl WebState {
             anomalies: Arc::new(anomalies::AnomalyCache::new()),
             recommendation_history: RecommendationSchedule::DEFAULT_HISTORY,
             login_limiter: Arc::new(login_limit::LoginLimiter::default()),
+            secure_cookies: false,
         }
     }
 
@@ -113,6 +117,13 @@ impl WebState {
     /// Enables the device command routes with this publisher.
     pub fn with_commands(mut self, publisher: commands::SharedCommandPublisher) -> Self {
         self.commands = Some(publisher);
+        self
+    }
+
+    /// Marks the session cookie `Secure`: browsers then send it over HTTPS
+    /// only, which is right once a TLS reverse proxy serves the UI.
+    pub fn with_secure_cookies(mut self, secure: bool) -> Self {
+        self.secure_cookies = secure;
         self
     }
 
@@ -250,7 +261,7 @@ async fn localize_errors(request: Request, next: Next) -> Response {
         return response;
     };
     let mut localized = rendered.in_lang(lang).into_response();
-    // Keep the wait that a throttled request was told.
+    // Keep the Retry-After header of a throttled request.
     if let Some(retry_after) = response.headers().get(header::RETRY_AFTER) {
         localized.headers_mut().insert(header::RETRY_AFTER, retry_after.clone());
     }

@@ -399,6 +399,40 @@ fn one_address_for_both_listeners_is_named() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secure_cookies_flag_marks_session_cookie() {
+    let scratch = tempfile::tempdir().unwrap();
+    let options = ServeOptions { extra_args: vec!["--secure-cookies".into()], ..ServeOptions::default() };
+    let server = ServeProcess::start(BINARY, scratch.path(), options);
+
+    let response = reqwest::Client::new()
+        .post(format!("{}/api/v1/auth/login", server.http))
+        .json(&serde_json::json!({"username": "admin", "password": se_testkit::ADMIN_PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+
+    assert!(response.status().is_success(), "{}", response.status());
+    let cookie = response.headers()["set-cookie"].to_str().unwrap();
+    assert!(cookie.contains("; Secure"), "{cookie}");
+    assert!(cookie.contains("HttpOnly"), "{cookie}");
+}
+
+#[test]
+fn demo_sizes_out_of_range_named() {
+    let scratch = tempfile::tempdir().unwrap();
+    for (flag, value, range) in [("--demo-rigs", "0", "1..=10000"), ("--demo-gpus", "1000", "1..=64")] {
+        let output = std::process::Command::new(BINARY)
+            .args(["serve", "--demo", flag, value, "--data-dir"])
+            .arg(scratch.path().join("data"))
+            .output()
+            .expect("run serve");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{flag} {value} was accepted");
+        assert!(stderr.contains(flag) && stderr.contains(range), "{flag}: {stderr}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prototype_through_external_mosquitto() {
     if !require_service("Mosquitto on 127.0.0.1:1883", port_open("127.0.0.1:1883"), "apt-get install mosquitto and start it") {
         return;

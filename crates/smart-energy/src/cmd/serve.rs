@@ -69,12 +69,12 @@ pub struct ServeArgs {
     /// (loopback only). Busy default ports are replaced by free ones.
     #[arg(long)]
     pub demo: bool,
-    /// Simulated rigs in demo mode.
-    #[arg(long, default_value_t = 3)]
-    pub demo_rigs: usize,
-    /// GPUs per simulated rig in demo mode.
-    #[arg(long, default_value_t = 8)]
-    pub demo_gpus: usize,
+    /// Simulated rigs in demo mode, 1 to 10000.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=10_000))]
+    pub demo_rigs: u16,
+    /// GPUs per simulated rig in demo mode, 1 to 64.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u8).range(1..=64))]
+    pub demo_gpus: u8,
     /// Interval of the simulated rigs in demo mode, such as 2s.
     #[arg(long, default_value = "2s", value_parser = parse_duration)]
     pub demo_interval: Duration,
@@ -82,6 +82,11 @@ pub struct ServeArgs {
     /// and /write); repeat for several. Without one, those routes answer 403.
     #[arg(long = "write-token", value_name = "TOKEN", env = "SMART_ENERGY_WRITE_TOKENS", value_delimiter = ',', hide_env_values = true)]
     pub write_tokens: Vec<String>,
+    /// Mark the session cookie Secure, so browsers send it over HTTPS only.
+    /// Use it when a TLS reverse proxy serves the UI: over plain HTTP to another host,
+    /// browsers drop the session cookie, so every page asks for a login again.
+    #[arg(long, env = "SMART_ENERGY_SECURE_COOKIES")]
+    pub secure_cookies: bool,
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -148,6 +153,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
     let web_state = WebState::new(store.clone(), live, health.clone())
         .with_write_tokens(args.write_tokens.clone())
+        .with_secure_cookies(args.secure_cookies)
         .with_commands(commands)
         .with_recommendation_history(recommendation_schedule.history);
     let web_shutdown = CancellationToken::new();
@@ -395,7 +401,7 @@ fn start_simulator(args: &ServeArgs, mqtt_addr: Option<SocketAddr>, shutdown: Ca
         port,
         client_id: "smart-energy-demo-simulator".to_owned(),
         interval: args.demo_interval,
-        fleet: FleetConfig { rigs: args.demo_rigs, gpus_per_rig: args.demo_gpus, ..FleetConfig::default() },
+        fleet: FleetConfig { rigs: usize::from(args.demo_rigs), gpus_per_rig: usize::from(args.demo_gpus), ..FleetConfig::default() },
         seed: 1,
         steps: None,
     };
