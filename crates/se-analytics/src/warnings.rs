@@ -227,7 +227,11 @@ fn end_of_month(now: Timestamp, time_zone: &TimeZone) -> Option<Timestamp> {
 fn amount(value: f64, unit: BudgetUnit, currency: Option<&str>, lang: Lang) -> String {
     match unit {
         BudgetUnit::Kwh => format!("{} kWh", number(value, 0, lang)),
-        BudgetUnit::Money => format!("{} {}", number(value, 2, lang), currency.unwrap_or("")).trim_end().to_string(),
+        BudgetUnit::Money => {
+            // As many decimals as the currency's bills: 3 for TND, 0 for JPY.
+            let decimals = currency.map_or(2, se_energy::currency_minor_units) as usize;
+            format!("{} {}", number(value, decimals, lang), currency.unwrap_or("")).trim_end().to_string()
+        }
     }
 }
 
@@ -432,5 +436,17 @@ mod tests {
             warning.message(Lang::Fr),
             "À ce rythme, le site dépassera son budget mensuel de 300,00 EUR le 2026-03-14 (prévision pour le mois : 412,50 EUR)."
         );
+    }
+
+    #[test]
+    fn money_follows_currency_decimals() {
+        let exceeded = |currency: &str| Warning::BudgetExceeded {
+            unit: BudgetUnit::Money,
+            budget: 5.0,
+            used: 25.8734,
+            currency: Some(currency.to_string()),
+        };
+        assert_eq!(exceeded("TND").message(Lang::Fr), "Le site a dépassé son budget mensuel de 5,000 TND : 25,873 TND depuis le début du mois.");
+        assert_eq!(exceeded("JPY").message(Lang::En), "The site has passed its monthly budget of 5 JPY: 26 JPY used since the start of the month.");
     }
 }

@@ -134,6 +134,18 @@ const THREE_DECIMALS: [&str; 7] = ["BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TN
 /// Currencies without a minor unit in use (ISO 4217).
 const NO_DECIMALS: [&str; 12] = ["CLP", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF", "UGX", "VND", "VUV", "XAF", "XOF"];
 
+/// Decimals of an ISO 4217 currency's minor unit: 3 for TND and the other
+/// currencies in thousandths, 0 for JPY and the others without one, else 2.
+pub fn currency_minor_units(code: &str) -> u32 {
+    if THREE_DECIMALS.contains(&code) {
+        3
+    } else if NO_DECIMALS.contains(&code) {
+        0
+    } else {
+        2
+    }
+}
+
 impl Tariff {
     /// Parses and validates a tariff from JSON.
     pub fn from_json(text: &str) -> Result<Tariff, EnergyError> {
@@ -144,15 +156,7 @@ impl Tariff {
 
     /// Decimals of the currency's minor unit.
     pub fn minor_units(&self) -> u32 {
-        self.minor_units.unwrap_or_else(|| {
-            if THREE_DECIMALS.contains(&self.currency.as_str()) {
-                3
-            } else if NO_DECIMALS.contains(&self.currency.as_str()) {
-                0
-            } else {
-                2
-            }
-        })
+        self.minor_units.unwrap_or_else(|| currency_minor_units(&self.currency))
     }
 
     /// Day type of a local date: holiday, then weekend, then weekday. A

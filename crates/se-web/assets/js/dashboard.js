@@ -2,7 +2,7 @@
 
 import { apiGet } from "./api.js";
 import { h, fill } from "./dom.js";
-import { devicePower, formatAgo, formatNumber, formatTime, formatValue, mergeLatest, onlineState } from "./format.js";
+import { devicePower, formatAgo, formatMoney, formatNumber, formatTime, formatValue, mergeLatest, onlineState } from "./format.js";
 import { onLangChange, siteName, t } from "./i18n.js";
 import { connectLive, initPage, showFatal } from "./layout.js";
 import { fetchWarnings, warningList } from "./warnings.js";
@@ -117,7 +117,7 @@ function demandNote(cost) {
 function siteCard({ site, energy }) {
   const kwh = kwhText(energy);
   const cost = energy.cost
-    ? `${formatNumber(Number(energy.cost.total), 2)} ${energy.cost.currency}`
+    ? `${formatMoney(energy.cost.total)} ${energy.cost.currency}`
     : t("site.no_tariff");
   const co2 = energy.co2_kg === null ? t("common.none") : formatValue(energy.co2_kg, "kg", 1);
   return h("div", { class: "stat site-card", "data-site": site.id },

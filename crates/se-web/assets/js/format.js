@@ -7,6 +7,17 @@ export function formatNumber(value, maxDigits = 1) {
   return new Intl.NumberFormat(currentLang(), { maximumFractionDigits: maxDigits }).format(value);
 }
 
+/**
+ * Formats an amount that the server sends as decimal text, such as "25.873",
+ * with as many decimals as the text has: the currency's minor unit.
+ */
+export function formatMoney(text) {
+  const decimals = (String(text).split(".")[1] ?? "").length;
+  const value = Number(text);
+  if (!Number.isFinite(value)) return t("common.none");
+  return new Intl.NumberFormat(currentLang(), { minimumFractionDigits: decimals, maximumFractionDigits: decimals }).format(value);
+}
+
 /** Formats a value with its unit symbol. A dimensionless value gets no unit. */
 export function formatValue(value, unit, maxDigits = 1) {
   const number = formatNumber(value, maxDigits);
