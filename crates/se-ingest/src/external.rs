@@ -72,18 +72,25 @@ pub async fn run_external_source(config: ExternalSourceConfig, sink: mpsc::Sende
     }
     let (client, mut eventloop) = AsyncClient::new(options, 1_000);
     let mut outage_logged = false;
+    // Until the first event the broker was never reached, so an error then is not a loss.
+    let mut ever_connected = false;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
             event = eventloop.poll() => match event {
                 Ok(event) => {
                     outage_logged = false;
+                    ever_connected = true;
                     handle_event(event, &client, &config, &sink, &connected).await;
                 }
                 Err(error) => {
                     connected(false);
                     if !outage_logged {
-                        tracing::error!(host = %config.host, port = config.port, %error, "lost the external MQTT broker; retrying every second");
+                        if ever_connected {
+                            tracing::error!(host = %config.host, port = config.port, %error, "lost the external MQTT broker; retrying every second");
+                        } else {
+                            tracing::error!(host = %config.host, port = config.port, %error, "cannot reach the external MQTT broker; check --mqtt-url and that the broker runs; retrying every second");
+                        }
                         outage_logged = true;
                     }
                     if is_refused(&error) {
