@@ -12,7 +12,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use futures::future::BoxFuture;
 use rand::RngCore;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use se_core::{now_ms, DeviceId};
@@ -107,14 +107,39 @@ pub(crate) struct CommandListParams {
     limit: Option<String>,
 }
 
+/// Time after which a command still `sent` is reported as overdue. The
+/// agent acknowledges within seconds, so two minutes means no agent received it.
+const ANSWER_WINDOW_MS: i64 = 120_000;
+
+/// One command of the audit trail, with whether its acknowledgement is overdue.
+#[derive(Serialize)]
+pub(crate) struct CommandView {
+    #[serde(flatten)]
+    record: CommandRecord,
+    /// True for a command still `sent` after [`ANSWER_WINDOW_MS`]: the device
+    /// may be offline or run no agent. A late acknowledgement still updates it.
+    overdue: bool,
+}
+
 /// `GET /api/v1/devices/{id}/commands`: the device's audit trail, newest first.
 pub(crate) async fn list_commands(
     State(state): State<WebState>,
     user: CurrentUser,
     DevicePath(device): DevicePath,
     ApiQuery(params): ApiQuery<CommandListParams>,
-) -> Result<Json<Vec<CommandRecord>>, ApiError> {
+) -> Result<Json<Vec<CommandView>>, ApiError> {
     ensure_control(&state, &user, &device).await?;
     let limit = crate::params::bounded("limit", params.limit.as_deref(), 100, 1, MAX_LISTED_COMMANDS)?;
-    Ok(Json(state.store.device_commands(&device, limit).await?))
+    let now = now_ms();
+    let views = state
+        .store
+        .device_commands(&device, limit)
+        .await?
+        .into_iter()
+        .map(|record| {
+            let overdue = record.status == CommandStatus::Sent && now - record.created_ms > ANSWER_WINDOW_MS;
+            CommandView { record, overdue }
+        })
+        .collect();
+    Ok(Json(views))
 }

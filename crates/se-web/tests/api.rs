@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use se_core::{now_ms, DeviceId, Metric, Reading, RejectReason, Rejection};
-use se_store::{NewUser, Role, SqliteStore, Store};
+use se_store::{CommandRecord, CommandStatus, NewUser, Role, SqliteStore, Store};
 use se_web::{Health, LiveSender, LiveUpdate, LiveValue, WebState};
 use serde_json::Value;
 use tokio::task::JoinHandle;
@@ -187,6 +187,35 @@ async fn repeated_logins_are_throttled() {
     // Another account is not affected.
     let other = attempt("nobody", "not-the-password").await.unwrap();
     assert_eq!(other.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn unanswered_command_becomes_overdue() {
+    let server = TestServer::start().await;
+    write_rig_readings(&server.store).await;
+    let now = now_ms();
+    for (id, age_ms, status) in [("cmd-old", 600_000, CommandStatus::Sent), ("cmd-new", 1_000, CommandStatus::Sent), ("cmd-done", 600_000, CommandStatus::Succeeded)] {
+        let record = CommandRecord {
+            id: id.into(),
+            device: rig(),
+            username: "admin".into(),
+            action: "stop_miner".into(),
+            request_json: format!(r#"{{"id":"{id}","action":"stop_miner"}}"#),
+            created_ms: now - age_ms,
+            status,
+            ack_json: None,
+            acked_ms: None,
+        };
+        server.store.record_command(&record).await.unwrap();
+    }
+    let admin = server.admin().await;
+
+    let listed: Value = admin.get(server.url("/api/v1/devices/rig-01/commands")).send().await.unwrap().json().await.unwrap();
+
+    let overdue = |id: &str| listed.as_array().unwrap().iter().find(|command| command["id"] == id).map(|command| command["overdue"].clone());
+    assert_eq!(overdue("cmd-old"), Some(Value::Bool(true)), "{listed}");
+    assert_eq!(overdue("cmd-new"), Some(Value::Bool(false)), "{listed}");
+    assert_eq!(overdue("cmd-done"), Some(Value::Bool(false)), "an answered command is never overdue: {listed}");
 }
 
 #[tokio::test]
