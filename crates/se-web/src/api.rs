@@ -168,7 +168,17 @@ pub(crate) async fn series(
         1,
         MAX_POINTS,
     )?;
-    visible_device(&state, &user, &device).await?;
+    let summary = visible_device(&state, &user, &device).await?;
+    // A typo in the channel or metric would otherwise draw an empty chart.
+    if !summary.latest.iter().any(|latest| latest.channel == channel && latest.metric == metric) {
+        let mut known: Vec<String> = summary.latest.iter().map(|latest| format!("{}/{}", latest.channel, latest.metric.key())).collect();
+        known.sort();
+        return Err(ApiError::SeriesNotFound {
+            device: device.to_string(),
+            value: format!("{channel}/{}", metric.key()),
+            known: if known.is_empty() { "-".to_owned() } else { known.join(", ") },
+        });
+    }
 
     let series_query = SeriesQuery {
         device: device.clone(),

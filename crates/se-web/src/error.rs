@@ -191,6 +191,8 @@ pub enum ApiError {
     RecommendationNotOpen { value: i64, status: se_store::RecommendationStatus },
     #[error("applied_at {value_ms} outside [{from_ms}, {to_ms}]")]
     InvalidAppliedTime { value_ms: i64, from_ms: i64, to_ms: i64 },
+    #[error("device {device:?} has no series {value}")]
+    SeriesNotFound { device: String, value: String, known: String },
     #[error("too many login attempts; wait {wait_s} s")]
     TooManyLoginAttempts { wait_s: u64 },
     #[error("invalid username {value:?}")]
@@ -254,6 +256,7 @@ impl ApiError {
             | RecommendationNotFound { .. }
             | SiteNotFound { .. }
             | UserNotFound { .. }
+            | SeriesNotFound { .. }
             | UnknownLanguage { .. }
             | RouteNotFound { .. } => {
                 StatusCode::NOT_FOUND
@@ -333,6 +336,7 @@ impl ApiError {
             RecommendationNotOpen { .. } => "recommendation_already_applied",
             InvalidAppliedTime { .. } => "invalid_applied_time",
             TooManyLoginAttempts { .. } => "too_many_login_attempts",
+            SeriesNotFound { .. } => "series_not_found",
             InvalidUsername { .. } => "invalid_username",
             InvalidRole { .. } => "invalid_role",
             UsernameTaken { .. } => "username_taken",
@@ -425,6 +429,7 @@ impl ApiError {
             InvalidUsername { value } | UsernameTaken { value } | UserNotFound { value } => vec![("value", quoted(value))],
             InvalidRole { value } => vec![("value", quoted(value))],
             TooManyLoginAttempts { wait_s } => vec![("seconds", wait_s.to_string())],
+            SeriesNotFound { device, value, known } => vec![("device", quoted(device)), ("value", value.clone()), ("known", known.clone())],
             InvalidAppliedTime { value_ms, from_ms, to_ms } => {
                 vec![("value", format_ms(*value_ms)), ("from", format_ms(*from_ms)), ("to", format_ms(*to_ms))]
             }

@@ -309,6 +309,27 @@ async fn unknown_device_returns_404() {
 }
 
 #[tokio::test]
+async fn unknown_series_names_known_ones() {
+    let server = TestServer::start().await;
+    write_rig_readings(&server.store).await;
+    let client = server.admin().await;
+
+    let (status, code, message) = error_of(
+        client
+            .get(server.url("/api/v1/devices/rig-01/series?channel=gpu99&metric=power_w&range=24h&lang=fr"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(code, "series_not_found");
+    assert!(message.starts_with("L'appareil \"rig-01\" n'a pas de série gpu99/power_w."), "{message}");
+    assert!(message.contains("gpu0/power_w"), "lists the series that exist: {message}");
+}
+
+#[tokio::test]
 async fn invalid_device_id_returns_400() {
     let server = TestServer::start().await;
     let client = server.admin().await;
