@@ -43,7 +43,7 @@ pub use counter::{counter_energy, kwh_to_wh, watt_minutes_to_wh, CounterConfig, 
 pub use power::{power_energy, PowerConfig, Window, DEFAULT_SENTINELS, PHYSICAL_MAX_W};
 pub use source::{channel_energy, EnergySource};
 pub use series::{CounterEvent, CounterSample, EnergyPiece, EnergyResult, EventKind, PowerSample, UnknownCause, UnknownSpan};
-pub use tariff::{currency_minor_units, DayOfWeek, DayType, DemandCharge, EnergyCharge, Tariff, TierBlock, TouPeriod};
+pub use tariff::{currency_minor_units, is_iso_currency, DayOfWeek, DayType, DemandCharge, EnergyCharge, Tariff, TierBlock, TouPeriod};
 
 pub use rust_decimal::Decimal;
 

@@ -129,21 +129,15 @@ impl DayOfWeek {
     }
 }
 
-/// Currencies whose minor unit has 3 decimals (ISO 4217).
-const THREE_DECIMALS: [&str; 7] = ["BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"];
-/// Currencies without a minor unit in use (ISO 4217).
-const NO_DECIMALS: [&str; 12] = ["CLP", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF", "UGX", "VND", "VUV", "XAF", "XOF"];
-
-/// Decimals of an ISO 4217 currency's minor unit: 3 for TND and the other
-/// currencies in thousandths, 0 for JPY and the others without one, else 2.
+/// Decimals of an ISO 4217 currency's minor unit, such as 3 for TND and 0
+/// for JPY. A code without one in the standard (XAU, XXX) gets 2.
 pub fn currency_minor_units(code: &str) -> u32 {
-    if THREE_DECIMALS.contains(&code) {
-        3
-    } else if NO_DECIMALS.contains(&code) {
-        0
-    } else {
-        2
-    }
+    iso_currency::Currency::from_code(code).and_then(|currency| currency.exponent()).map_or(2, u32::from)
+}
+
+/// Returns whether `code` is an ISO 4217 currency code, such as EUR or TND.
+pub fn is_iso_currency(code: &str) -> bool {
+    iso_currency::Currency::from_code(code).is_some()
 }
 
 impl Tariff {
@@ -190,9 +184,8 @@ impl Tariff {
     /// Checks the whole tariff; the error lists every problem found.
     pub fn validate(&self) -> Result<(), EnergyError> {
         let mut problems = Vec::new();
-        let code_ok = self.currency.len() == 3 && self.currency.bytes().all(|b| b.is_ascii_uppercase());
-        if !code_ok {
-            problems.push(format!("currency {:?} is not an ISO 4217 code; use three capital letters such as TND, EUR or USD", self.currency));
+        if !is_iso_currency(&self.currency) {
+            problems.push(format!("currency {:?} is not an ISO 4217 code; use one such as TND, EUR or USD, in capital letters", self.currency));
         }
         if let Some(units) = self.minor_units {
             if units > 6 {
@@ -380,6 +373,14 @@ mod tests {
     fn numbers_parse_as_exact_decimals() {
         let tariff = Tariff::from_json(r#"{"currency": "EUR", "energy": {"type": "flat", "price_per_kwh": 0.2345}}"#).unwrap();
         assert_eq!(tariff.energy, EnergyCharge::Flat { price_per_kwh: Decimal::new(2345, 4) });
+    }
+
+    #[test]
+    fn made_up_currency_rejected() {
+        let error = Tariff::from_json(r#"{"currency": "XYZ", "energy": {"type": "flat", "price_per_kwh": "1"}}"#).unwrap_err().to_string();
+        assert!(error.contains("\"XYZ\" is not an ISO 4217 code"), "{error}");
+        assert!(is_iso_currency("TND"));
+        assert!(!is_iso_currency("tnd"), "codes are capital letters");
     }
 
     #[test]

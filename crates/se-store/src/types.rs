@@ -331,9 +331,9 @@ pub mod site_rules {
         jiff::tz::TimeZone::get(name).is_ok()
     }
 
-    /// Returns whether `code` has the shape of an ISO 4217 code: three capital letters.
+    /// Returns whether `code` is an ISO 4217 currency code, such as EUR or TND.
     pub fn is_valid_currency(code: &str) -> bool {
-        code.len() == 3 && code.chars().all(|c| c.is_ascii_uppercase())
+        iso_currency::Currency::from_code(code).is_some()
     }
 
     /// Maximum accepted budget or demand limit. Larger values are typos.

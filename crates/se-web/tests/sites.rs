@@ -248,6 +248,25 @@ async fn owner_cannot_change_tariff() {
 }
 
 #[tokio::test]
+async fn made_up_currency_is_rejected() {
+    let (server, _) = start().await;
+    let admin = server.admin().await;
+
+    let response = admin
+        .put(server.url("/api/v1/sites/farm"))
+        .json(&json!({"name": "Farm", "time_zone": "UTC", "currency": "XYZ"}))
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], json!("invalid_currency"));
+    assert!(body["error"]["message"].as_str().unwrap_or_default().contains("\"XYZ\""), "{body}");
+    assert!(server.store.site("farm").await.unwrap().is_none(), "nothing is stored");
+}
+
+#[tokio::test]
 async fn admin_creates_site_and_assigns_device() {
     let (server, _) = start().await;
     write_one_kwh_of_power(&server.store, "rig-1").await;
