@@ -140,10 +140,50 @@ pub fn is_iso_currency(code: &str) -> bool {
     iso_currency::Currency::from_code(code).is_some()
 }
 
+/// Reads each top-level field of a tariff on its own and lists every one
+/// that is missing, unknown or of the wrong type, so that one wrong value
+/// does not hide the others. Returns `None` when no field alone is wrong.
+fn field_errors(value: &serde_json::Value) -> Option<String> {
+    fn check<T: serde::de::DeserializeOwned>(problems: &mut Vec<String>, name: &str, value: Option<&serde_json::Value>, required: bool) {
+        match value {
+            None if required => problems.push(format!("missing field `{name}`")),
+            None => {}
+            Some(value) => {
+                if let Err(error) = serde_json::from_value::<T>(value.clone()) {
+                    problems.push(format!("{name}: {error}"));
+                }
+            }
+        }
+    }
+
+    let Some(object) = value.as_object() else {
+        return Some("a tariff is a JSON object, such as {\"currency\": \"TND\", \"energy\": {...}}".to_owned());
+    };
+    let mut problems = Vec::new();
+    check::<String>(&mut problems, "currency", object.get("currency"), true);
+    check::<u32>(&mut problems, "minor_units", object.get("minor_units"), false);
+    check::<EnergyCharge>(&mut problems, "energy", object.get("energy"), true);
+    check::<Option<DemandCharge>>(&mut problems, "demand", object.get("demand"), false);
+    check::<Option<Decimal>>(&mut problems, "fixed_per_month", object.get("fixed_per_month"), false);
+    check::<Option<f64>>(&mut problems, "co2_g_per_kwh", object.get("co2_g_per_kwh"), false);
+    check::<Vec<Date>>(&mut problems, "holidays", object.get("holidays"), false);
+    check::<Vec<DayOfWeek>>(&mut problems, "weekend", object.get("weekend"), false);
+    const FIELDS: [&str; 8] = ["currency", "minor_units", "energy", "demand", "fixed_per_month", "co2_g_per_kwh", "holidays", "weekend"];
+    for key in object.keys().filter(|key| !FIELDS.contains(&key.as_str())) {
+        problems.push(format!("unknown field `{key}`, expected one of {}", FIELDS.join(", ")));
+    }
+    (!problems.is_empty()).then(|| problems.join("; "))
+}
+
 impl Tariff {
     /// Parses and validates a tariff from JSON.
     pub fn from_json(text: &str) -> Result<Tariff, EnergyError> {
-        let tariff: Tariff = serde_json::from_str(text).map_err(|error| EnergyError::TariffJson(error.to_string()))?;
+        let value: serde_json::Value = serde_json::from_str(text).map_err(|error| EnergyError::TariffJson(error.to_string()))?;
+        let tariff: Tariff = match serde_json::from_value(value.clone()) {
+            Ok(tariff) => tariff,
+            // serde stops at the first wrong value; list one per field instead.
+            Err(error) => return Err(EnergyError::TariffJson(field_errors(&value).unwrap_or_else(|| error.to_string()))),
+        };
         tariff.validate()?;
         Ok(tariff)
     }
@@ -373,6 +413,18 @@ mod tests {
     fn numbers_parse_as_exact_decimals() {
         let tariff = Tariff::from_json(r#"{"currency": "EUR", "energy": {"type": "flat", "price_per_kwh": 0.2345}}"#).unwrap();
         assert_eq!(tariff.energy, EnergyCharge::Flat { price_per_kwh: Decimal::new(2345, 4) });
+    }
+
+    #[test]
+    fn wrong_types_listed_together() {
+        let text = r#"{"currency": "TND", "energy": {"type": "flat", "price_per_kwh": "abc"}, "holidays": ["2025-02-30"], "weekend": ["funday"]}"#;
+        let error = Tariff::from_json(text).unwrap_err().to_string();
+        for field in ["energy: ", "holidays: ", "weekend: "] {
+            assert!(error.contains(field), "names {field}: {error}");
+        }
+        let error = Tariff::from_json(r#"{"energy": {"type": "flat", "price_per_kwh": "1"}, "tarif": 3}"#).unwrap_err().to_string();
+        assert!(error.contains("missing field `currency`"), "{error}");
+        assert!(error.contains("unknown field `tarif`"), "{error}");
     }
 
     #[test]
