@@ -231,11 +231,71 @@ pub struct SiteConfig {
     pub devices: Vec<DeviceMapping>,
 }
 
+/// Reads each section, site and device mapping of a configuration file on
+/// its own and lists those that are of the wrong shape, so that one wrong
+/// value does not hide the others. Returns nothing for a TOML syntax error,
+/// whose own message gives the line.
+fn type_problems(text: &str) -> Vec<String> {
+    fn check<T: serde::de::DeserializeOwned>(problems: &mut Vec<String>, place: &str, value: &toml::Value) {
+        if let Err(error) = value.clone().try_into::<T>() {
+            problems.push(format!("{place}: {}", error.message().trim_end()));
+        }
+    }
+
+    let Ok(table) = toml::from_str::<toml::Table>(text) else {
+        return Vec::new();
+    };
+    let mut problems = Vec::new();
+    for (key, value) in &table {
+        match key.as_str() {
+            "store" => check::<StoreConfig>(&mut problems, "store", value),
+            "recommendations" => check::<RecommendationsConfig>(&mut problems, "recommendations", value),
+            "sites" => {
+                let Some(sites) = value.as_array() else {
+                    problems.push("sites: write each site as a [[sites]] table".to_owned());
+                    continue;
+                };
+                for (index, site) in sites.iter().enumerate() {
+                    let Some(fields) = site.as_table() else {
+                        problems.push(format!("sites[{index}]: write each site as a [[sites]] table"));
+                        continue;
+                    };
+                    // The site without its devices, then each device on its own.
+                    let mut site_only = fields.clone();
+                    let devices = site_only.remove("devices");
+                    check::<SiteConfig>(&mut problems, &format!("sites[{index}]"), &toml::Value::Table(site_only));
+                    match devices {
+                        Some(toml::Value::Array(devices)) => {
+                            for (device_index, device) in devices.iter().enumerate() {
+                                check::<DeviceMapping>(&mut problems, &format!("sites[{index}].devices[{device_index}]"), device);
+                            }
+                        }
+                        Some(_) => problems.push(format!("sites[{index}].devices: write each device as a [[sites.devices]] table")),
+                        None => {}
+                    }
+                }
+            }
+            other => problems.push(format!("unknown section or key `{other}`; expected sites, store or recommendations")),
+        }
+    }
+    problems
+}
+
 impl ServerConfig {
     /// Reads and checks a configuration file.
     pub fn load(path: &Path) -> anyhow::Result<ServerConfig> {
         let text = std::fs::read_to_string(path).with_context(|| format!("cannot read the configuration file {}", path.display()))?;
-        let config: ServerConfig = toml::from_str(&text).map_err(|error| anyhow::anyhow!("invalid configuration file {}: {error}", path.display()))?;
+        let config: ServerConfig = match toml::from_str(&text) {
+            Ok(config) => config,
+            Err(error) => {
+                // serde stops at the first wrong value; list one per section, site and device instead.
+                let problems = type_problems(&text);
+                if problems.is_empty() {
+                    anyhow::bail!("invalid configuration file {}: {error}", path.display());
+                }
+                anyhow::bail!("invalid configuration file {}:\n  - {}", path.display(), problems.join("\n  - "));
+            }
+        };
         let problems = config.problems();
         if !problems.is_empty() {
             anyhow::bail!("invalid configuration file {}:\n  - {}", path.display(), problems.join("\n  - "));
@@ -372,6 +432,22 @@ mod tests {
         assert!(problems[2].contains("from 1h to 366d"), "{}", problems[2]);
         let error = toml::from_str::<ServerConfig>("[recommendations]\nevery = \"1h\"\n").unwrap_err();
         assert!(error.to_string().contains("every"), "{error}");
+    }
+
+    #[test]
+    fn shape_errors_listed_together() {
+        let text = "[[sites]]\nid = \"a\"\nname = \"A\"\ntime_zone = \"UTC\"\ncurrency = \"EUR\"\ntarif = 3\n\
+                    [[sites.devices]]\ndevice = \"esp32 salle\"\ntopic = \"x/#\"\n\
+                    [store]\ncompact_interval = 30\n";
+        assert!(toml::from_str::<ServerConfig>(text).is_err());
+
+        let problems = type_problems(text);
+
+        assert_eq!(problems.len(), 3, "{problems:?}");
+        assert!(problems.iter().any(|problem| problem.starts_with("sites[0]: ") && problem.contains("tarif")), "{problems:?}");
+        assert!(problems.iter().any(|problem| problem.starts_with("sites[0].devices[0]: ") && problem.contains("esp32 salle")), "{problems:?}");
+        assert!(problems.iter().any(|problem| problem.starts_with("store: ") && problem.contains("\"30s\"")), "{problems:?}");
+        assert!(type_problems("[[sites]\n").is_empty(), "a syntax error keeps TOML's own message");
     }
 
     #[test]
