@@ -28,6 +28,10 @@ use crate::{params, WebState};
 /// before the period can hold into it and a counter has a base value.
 const LOOKBACK_MS: i64 = 3_600_000;
 
+/// How far after a period readings are fetched, so the counter interval
+/// that ends at or spans the period's end is counted, in proportion.
+const LOOKAHEAD_MS: i64 = 3_600_000;
+
 /// The `{id}` segment of a site route, validated as a site id.
 pub struct SitePath(pub String);
 
@@ -396,7 +400,8 @@ pub(crate) async fn site_energy(
                 channel: None,
                 metric: None,
                 from_ms: from_ms.saturating_sub(LOOKBACK_MS),
-                to_ms,
+                // The raw query's end is exclusive: a reading at `to_ms` closes the last interval.
+                to_ms: to_ms.saturating_add(LOOKAHEAD_MS),
                 limit: 0,
             })
             .await?;
@@ -437,9 +442,12 @@ pub(crate) async fn site_energy(
         .map_err(|error| ApiError::Energy {
             detail: error.to_string(),
         })?;
+    // The site's own factor wins over the tariff's, in both places of the answer.
     let co2_factor = site
         .co2_g_per_kwh
         .or_else(|| tariff.as_ref().and_then(|tariff| tariff.co2_g_per_kwh));
+    let co2_kg = co2_factor.map(|grams| kwh * grams / 1000.0);
+    let cost = cost.map(|cost| CostBreakdown { co2_kg, ..cost });
     Ok(Json(SiteEnergy {
         site: site.id,
         time_zone: site.time_zone,
@@ -450,7 +458,7 @@ pub(crate) async fn site_energy(
         estimated_kwh: estimated_wh / 1000.0,
         unknown_spans,
         cost,
-        co2_kg: co2_factor.map(|grams| kwh * grams / 1000.0),
+        co2_kg,
         per_device,
     }))
 }

@@ -111,6 +111,49 @@ async fn counter_reset_counts_both_sides() {
 }
 
 #[tokio::test]
+async fn adjacent_periods_add_up_for_a_counter() {
+    let (server, _) = start().await;
+    // A Wh counter every 15 minutes on the quarter hours, +250 Wh each, for two days.
+    let start = ms("2026-01-05T00:00:00Z");
+    let readings: Vec<Reading> = (0..=192)
+        .map(|i| Reading::new(device("meter-1"), "main", Metric::Energy, start + i * 900_000, 500_000.0 + 250.0 * i as f64))
+        .collect();
+    server.store.write_readings(&readings).await.unwrap();
+    let admin = server.admin().await;
+    let kwh = |body: &Value| body["kwh"].as_f64().unwrap();
+
+    let (_, first_day) = energy(&admin, &server, "default", "from=2026-01-05T00:00:00Z&to=2026-01-06T00:00:00Z").await;
+    let (_, second_day) = energy(&admin, &server, "default", "from=2026-01-06T00:00:00Z&to=2026-01-07T00:00:00Z").await;
+    let (_, both) = energy(&admin, &server, "default", "from=2026-01-05T00:00:00Z&to=2026-01-07T00:00:00Z").await;
+    let (_, noon) = energy(&admin, &server, "default", "from=2026-01-05T12:00:00Z&to=2026-01-05T13:00:00Z").await;
+
+    // The reading at the end of a period closes its last quarter hour.
+    assert!((kwh(&first_day) - 24.0).abs() < 1e-9, "{first_day}");
+    assert!((kwh(&second_day) - 24.0).abs() < 1e-9, "{second_day}");
+    assert!((kwh(&both) - 48.0).abs() < 1e-9, "{both}");
+    assert!((kwh(&noon) - 1.0).abs() < 1e-9, "{noon}");
+}
+
+#[tokio::test]
+async fn site_co2_factor_wins_everywhere() {
+    let (server, _) = start().await;
+    write_one_kwh_of_power(&server.store, "rig-1").await;
+    let admin = server.admin().await;
+    let tariff = r#"{"currency": "EUR", "energy": {"type": "flat", "price_per_kwh": "0.25"}, "co2_g_per_kwh": 460}"#;
+    let saved = admin.put(server.url("/api/v1/sites/default/tariff")).body(tariff).send().await.unwrap();
+    assert_eq!(saved.status(), StatusCode::OK);
+    let settings = json!({"name": "Default site", "time_zone": "UTC", "currency": "EUR", "co2_g_per_kwh": 470.0});
+    let updated = admin.put(server.url("/api/v1/sites/default")).json(&settings).send().await.unwrap();
+    assert!(updated.status().is_success(), "{}", updated.status());
+
+    let (status, body) = energy(&admin, &server, "default", HOUR_QUERY).await;
+
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!((body["co2_kg"].as_f64().unwrap() - 0.47).abs() < 1e-9, "{body}");
+    assert_eq!(body["cost"]["co2_kg"], body["co2_kg"], "one factor for both: {body}");
+}
+
+#[tokio::test]
 async fn flat_tariff_prices_energy() {
     let (server, _) = start().await;
     write_one_kwh_of_power(&server.store, "rig-1").await;
@@ -347,8 +390,8 @@ async fn apparent_energy_counts_as_estimate() {
 
     let (status, body) = energy(&admin, &server, "default", HOUR_QUERY).await;
 
-    // The span is half-open, so the counter's last 5 s before 11:00 come with the reading at 11:00.
-    let expected_kwh = 0.12 * 3595.0 / 3600.0;
+    // The reading at 11:00 closes the last 5 s of the hour, so the hour gets all of its 120 VAh.
+    let expected_kwh = 0.12;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert!((body["kwh"].as_f64().unwrap() - expected_kwh).abs() < 1e-9, "{body}");
     assert_eq!(body["known"], json!(true), "{body}");
