@@ -137,6 +137,13 @@ pub trait Store: Send + Sync + 'static {
 
     /// Lists every user, ordered by id.
     async fn list_users(&self) -> Result<Vec<User>, StoreError>;
+    /// Replaces a user's password hash with one set by an admin, sets
+    /// `must_change_password` and ends the user's sessions. Fails with
+    /// [`StoreError::NotFound`] when no user has this id.
+    async fn reset_password(&self, user_id: i64, password_hash: &str) -> Result<(), StoreError>;
+    /// Deletes a user with its sessions and site ownerships. Fails with
+    /// [`StoreError::NotFound`] when no user has this id.
+    async fn delete_user(&self, user_id: i64) -> Result<(), StoreError>;
 
     // Sites. A device without an assignment belongs to [`DEFAULT_SITE_ID`].
 

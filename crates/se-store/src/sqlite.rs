@@ -629,6 +629,17 @@ impl Store for SqliteStore {
     }
 
     /// Succeeds without change when no user has this id, and logs a warning.
+    async fn reset_password(&self, user_id: i64, password_hash: &str) -> Result<(), StoreError> {
+        let password_hash = password_hash.to_owned();
+        let found = self.write("reset_password", move |writer| writer.reset_password(user_id, &password_hash)).await?;
+        found.then_some(()).ok_or_else(|| StoreError::NotFound { what: format!("user {user_id}") })
+    }
+
+    async fn delete_user(&self, user_id: i64) -> Result<(), StoreError> {
+        let found = self.write("delete_user", move |writer| writer.delete_user(user_id)).await?;
+        found.then_some(()).ok_or_else(|| StoreError::NotFound { what: format!("user {user_id}") })
+    }
+
     async fn set_password(&self, user_id: i64, password_hash: &str) -> Result<(), StoreError> {
         let password_hash = password_hash.to_owned();
         let found = self

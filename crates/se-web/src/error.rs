@@ -205,6 +205,8 @@ pub enum ApiError {
     UserNotFound { value: String },
     #[error("an admin owns no sites")]
     AdminSites,
+    #[error("an admin cannot delete their own account")]
+    CannotDeleteSelf,
     #[error("store failed: {0}")]
     Store(#[from] StoreError),
     #[error("internal error: {0}")]
@@ -342,6 +344,7 @@ impl ApiError {
             UsernameTaken { .. } => "username_taken",
             UserNotFound { .. } => "user_not_found",
             AdminSites => "admin_sites",
+            CannotDeleteSelf => "cannot_delete_self",
             Store(StoreError::Conflict { .. }) => "conflict",
             Store(StoreError::NotFound { .. }) => "not_found",
             Store(StoreError::Invalid(_)) => "store_rule",

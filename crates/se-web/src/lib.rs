@@ -39,7 +39,7 @@ use axum::extract::Request;
 use axum::http::{header, HeaderValue, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use axum::Router;
 use se_core::Lang;
 use se_store::Store;
@@ -226,7 +226,9 @@ fn api_router(state: &WebState) -> Router<WebState> {
     // Layers run outside in, so the session check runs before the role check.
     let admin = Router::new()
         .route("/users", get(users::list).post(users::create))
+        .route("/users/{name}", delete(users::delete))
         .route("/users/{name}/sites", put(users::put_sites))
+        .route("/users/{name}/password", post(users::reset_password))
         .route("/sites/{id}", put(sites::put_site))
         .route("/sites/{id}/tariff", put(sites::put_tariff))
         .route("/devices/{id}/site", put(sites::put_device_site))

@@ -177,6 +177,63 @@ pub(crate) async fn put_sites(
     Ok(Json(view(&state, user).await?))
 }
 
+/// Body of `POST /api/v1/users/{username}/password`: `{}` has the server
+/// generate the new password.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ResetBody {
+    password: Option<String>,
+}
+
+/// Response of a password reset.
+#[derive(Serialize)]
+pub(crate) struct ResetPassword {
+    username: String,
+    /// The generated password, shown only in this response; `null` when the admin chose it.
+    generated_password: Option<String>,
+}
+
+/// `POST /api/v1/users/{username}/password`: replaces a forgotten password.
+/// The user must change it at the next login, and their sessions end.
+pub(crate) async fn reset_password(
+    State(state): State<WebState>,
+    AdminUser(admin): AdminUser,
+    Path(name): Path<String>,
+    ApiJson(body): ApiJson<ResetBody>,
+) -> Result<Json<ResetPassword>, ApiError> {
+    let user = state.store.user_by_name(&name).await?.ok_or(ApiError::UserNotFound { value: name })?;
+    if let Some(password) = &body.password {
+        validate_new_password(password)?;
+    }
+    let generated = body.password.is_none().then(generate_password);
+    let password = body.password.or_else(|| generated.clone()).unwrap_or_default();
+    let password_hash = tokio::task::spawn_blocking(move || hash_password(&password))
+        .await
+        .map_err(|error| ApiError::Internal(format!("password hashing task failed: {error}")))?
+        .map_err(ApiError::Internal)?;
+    state.store.reset_password(user.id, &password_hash).await?;
+    tracing::info!(username = %user.username, by = %admin.username, "password reset by an admin");
+    Ok(Json(ResetPassword { username: user.username, generated_password: generated }))
+}
+
+/// `DELETE /api/v1/users/{username}`: deletes an account, its sessions and
+/// its site ownerships. An admin cannot delete their own account, so the
+/// server always keeps one admin.
+pub(crate) async fn delete(
+    State(state): State<WebState>,
+    AdminUser(admin): AdminUser,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let user = state.store.user_by_name(&name).await?.ok_or(ApiError::UserNotFound { value: name })?;
+    // The caller is an admin, so refusing self-deletion keeps one admin.
+    if user.id == admin.id {
+        return Err(ApiError::CannotDeleteSelf);
+    }
+    state.store.delete_user(user.id).await?;
+    tracing::info!(username = %user.username, by = %admin.username, "account deleted");
+    Ok(StatusCode::NO_CONTENT)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -150,3 +150,55 @@ async fn owners_cannot_manage_accounts() {
     let user = server.store.user_by_name("owner").await.unwrap().unwrap();
     assert_eq!(server.store.sites_of_user(user.id).await.unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn reset_password_ends_sessions_and_forces_change() {
+    let server = start().await;
+    common::add_owner(&server.store, "lea", &["mine"]).await;
+    let owner = server.login("lea", OWNER_PASSWORD).await;
+    let admin = server.admin().await;
+
+    let (status, reset) = send(admin.post(server.url("/api/v1/users/lea/password")).json(&json!({}))).await;
+
+    assert_eq!(status, StatusCode::OK, "{reset}");
+    let password = reset["generated_password"].as_str().unwrap().to_owned();
+    assert!(password.chars().count() >= 16, "{password}");
+    let (status, _) = send(owner.get(server.url("/api/v1/sites"))).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "the old session ended");
+    let old = reqwest::Client::new().post(server.url("/api/v1/auth/login")).json(&json!({"username": "lea", "password": OWNER_PASSWORD})).send().await.unwrap();
+    assert_eq!(old.status(), StatusCode::UNAUTHORIZED, "the old password no longer works");
+    let fresh = server.login("lea", &password).await;
+    let (status, body) = send(fresh.get(server.url("/api/v1/sites"))).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(body["error"]["code"], "password_change_required");
+
+    let (status, body) = send(admin.post(server.url("/api/v1/users/lea/password")).json(&json!({"password": "short"}))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["code"], "password_too_short");
+}
+
+#[tokio::test]
+async fn delete_keeps_one_admin() {
+    let server = start().await;
+    common::add_owner(&server.store, "lea", &["mine"]).await;
+    let admin = server.admin().await;
+
+    let (status, _) = send(admin.delete(server.url("/api/v1/users/lea"))).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert!(server.store.user_by_name("lea").await.unwrap().is_none());
+    let (status, body) = send(admin.delete(server.url("/api/v1/users/lea"))).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert_eq!(body["error"]["code"], "user_not_found");
+
+    let (status, body) = send(admin.delete(server.url("/api/v1/users/admin")).header("Accept-Language", "fr")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["code"], "cannot_delete_self");
+    assert!(body["error"]["message"].as_str().unwrap().starts_with("Un administrateur ne peut pas"), "{body}");
+
+    // With two admins, one may delete the other.
+    let (status, created) = send(admin.post(server.url("/api/v1/users")).json(&json!({"username": "root2", "role": "admin", "password": "root2-password-1"}))).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let (status, _) = send(admin.delete(server.url("/api/v1/users/root2"))).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "one admin remains");
+    assert!(server.store.user_by_name("admin").await.unwrap().is_some());
+}

@@ -433,6 +433,32 @@ fn demo_sizes_out_of_range_named() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_admin_password_reset_from_cli() {
+    let scratch = tempfile::tempdir().unwrap();
+    let data_dir = scratch.path().join("data");
+    // The first start creates the admin account; then the server stops.
+    drop(ServeProcess::start(BINARY, scratch.path(), ServeOptions { data_dir: Some(data_dir.clone()), ..ServeOptions::default() }));
+
+    let unknown = std::process::Command::new(BINARY).args(["store", "reset-password", "root", "--data-dir"]).arg(&data_dir).output().unwrap();
+    let stderr = String::from_utf8_lossy(&unknown.stderr);
+    assert!(!unknown.status.success());
+    assert!(stderr.contains("no account named \"root\"") && stderr.contains("admin"), "lists the accounts: {stderr}");
+
+    let output = std::process::Command::new(BINARY).args(["store", "reset-password", "admin", "--data-dir"]).arg(&data_dir).output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    let password = stdout.lines().find_map(|line| line.strip_prefix("New one-time password for admin: ")).unwrap_or_else(|| panic!("{stdout}")).to_owned();
+
+    let server = ServeProcess::start(BINARY, scratch.path(), ServeOptions { data_dir: Some(data_dir), ..ServeOptions::default() });
+    let client = reqwest::Client::builder().cookie_store(true).build().unwrap();
+    let login = |password: String| client.post(format!("{}/api/v1/auth/login", server.http)).json(&serde_json::json!({"username": "admin", "password": password})).send();
+    assert_eq!(login(se_testkit::ADMIN_PASSWORD.to_owned()).await.unwrap().status(), 401, "the old password no longer works");
+    assert_eq!(login(password).await.unwrap().status(), 200);
+    let devices = client.get(format!("{}/api/v1/devices", server.http)).send().await.unwrap();
+    assert_eq!(devices.status(), 403, "the new password must be changed first");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prototype_through_external_mosquitto() {
     if !require_service("Mosquitto on 127.0.0.1:1883", port_open("127.0.0.1:1883"), "apt-get install mosquitto and start it") {
         return;

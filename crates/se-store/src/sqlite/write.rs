@@ -346,6 +346,32 @@ impl Writer {
         Ok(updated > 0)
     }
 
+    /// Sets an admin-chosen password hash that must be changed at the next
+    /// login, and ends the user's sessions; false when no user has the id.
+    pub(super) fn reset_password(&mut self, user_id: i64, password_hash: &str) -> Result<bool, StoreError> {
+        self.in_transaction("reset_password", |tx, _| {
+            let updated = tx
+                .prepare_cached("UPDATE users SET password_hash = ?2, must_change_password = 1 WHERE id = ?1")
+                .and_then(|mut update| update.execute(params![user_id, password_hash]))
+                .map_err(db("reset_password"))?;
+            tx.prepare_cached("DELETE FROM sessions WHERE user_id = ?1")
+                .and_then(|mut delete| delete.execute([user_id]))
+                .map_err(db("reset_password"))?;
+            Ok(updated > 0)
+        })
+    }
+
+    /// Deletes a user; sessions and site ownerships go with it by foreign
+    /// key. False when no user has the id.
+    pub(super) fn delete_user(&mut self, user_id: i64) -> Result<bool, StoreError> {
+        self.in_transaction("delete_user", |tx, _| {
+            tx.prepare_cached("DELETE FROM users WHERE id = ?1")
+                .and_then(|mut delete| delete.execute([user_id]))
+                .map(|deleted| deleted > 0)
+                .map_err(db("delete_user"))
+        })
+    }
+
     /// Stores a session and deletes expired ones, so the table does not grow
     /// with sessions that ended without a logout.
     pub(super) fn create_session(

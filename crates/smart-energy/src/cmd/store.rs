@@ -17,6 +17,18 @@ pub enum StoreCommand {
     /// Move new readings into compressed blocks and update the rollups now,
     /// instead of waiting for the server's next background pass.
     Compact(StoreArgs),
+    /// Give an account a new one-time password, for a lost admin password.
+    /// The account must change it at its next login; its sessions end.
+    ResetPassword(ResetPasswordArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ResetPasswordArgs {
+    /// Account whose password is reset, such as admin.
+    username: String,
+    /// Directory of the embedded database.
+    #[arg(long, default_value = DEFAULT_DATA_DIR, env = "SMART_ENERGY_DATA_DIR")]
+    data_dir: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -38,8 +50,27 @@ pub fn run(command: StoreCommand) -> anyhow::Result<()> {
         match command {
             StoreCommand::Stats(args) => stats(&args).await,
             StoreCommand::Compact(args) => compact(&args).await,
+            StoreCommand::ResetPassword(args) => reset_password(&args).await,
         }
     })
+}
+
+/// Generates a password for `args.username`, stores its hash and prints it once.
+async fn reset_password(args: &ResetPasswordArgs) -> anyhow::Result<()> {
+    if !args.data_dir.join(SqliteStore::FILE_NAME).exists() {
+        anyhow::bail!("no store found in {}: pass the --data-dir that `smart-energy serve` uses", args.data_dir.display());
+    }
+    let store = SqliteStore::open(&args.data_dir)?;
+    let Some(user) = store.user_by_name(&args.username).await? else {
+        let names: Vec<String> = store.list_users().await?.into_iter().map(|user| user.username).collect();
+        anyhow::bail!("no account named {:?}; the accounts are: {}", args.username, names.join(", "));
+    };
+    let password = se_web::generate_password();
+    let hash = se_web::hash_password(&password).map_err(|error| anyhow::anyhow!("failed to hash the new password: {error}"))?;
+    store.reset_password(user.id, &hash).await?;
+    println!("New one-time password for {}: {password}", user.username);
+    println!("Log in with it and change it; it is not shown again.");
+    Ok(())
 }
 
 fn open(args: &StoreArgs) -> anyhow::Result<SqliteStore> {
