@@ -174,10 +174,12 @@ pub(crate) async fn login(
     State(state): State<WebState>,
     ApiJson(request): ApiJson<LoginRequest>,
 ) -> Result<Response, ApiError> {
-    if let Err(wait) = state.login_limiter.attempt(&request.username) {
+    if let Err(throttled) = state.login_limiter.attempt(&request.username) {
         // Whole seconds, rounded up, so a client that waits that long is let in.
-        let wait_s = wait.as_millis().div_ceil(1000).max(1) as u64;
-        tracing::warn!(username = %request.username, wait_s, "login throttled after repeated attempts");
+        let wait_s = throttled.wait.as_millis().div_ceil(1000).max(1) as u64;
+        if throttled.log {
+            tracing::warn!(username = %request.username, wait_s, "login throttled after repeated attempts; further throttled attempts for this username are logged once a minute");
+        }
         let mut response = ApiError::TooManyLoginAttempts { wait_s }.into_response();
         response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(wait_s));
         return Ok(response);

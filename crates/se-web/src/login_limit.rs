@@ -23,25 +23,46 @@ const PRUNE_ABOVE_USERNAMES: usize = 10_000;
 /// Failed and successful login attempts per username.
 pub struct LoginLimiter {
     limiter: DefaultKeyedRateLimiter<String>,
+    /// One log line per username and minute while it is throttled, so a
+    /// guessing script cannot flood the log.
+    log_limiter: DefaultKeyedRateLimiter<String>,
     clock: DefaultClock,
+}
+
+/// An attempt over the limit.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Throttled {
+    /// Wait before the next allowed attempt.
+    pub wait: Duration,
+    /// True for the first throttled attempt of the username in a minute,
+    /// which is the one to log.
+    pub log: bool,
 }
 
 impl Default for LoginLimiter {
     fn default() -> Self {
-        Self { limiter: RateLimiter::keyed(Quota::per_minute(ATTEMPTS_PER_MINUTE)), clock: DefaultClock::default() }
+        Self {
+            limiter: RateLimiter::keyed(Quota::per_minute(ATTEMPTS_PER_MINUTE)),
+            log_limiter: RateLimiter::keyed(Quota::per_minute(NonZeroU32::MIN)),
+            clock: DefaultClock::default(),
+        }
     }
 }
 
 impl LoginLimiter {
-    /// Counts an attempt for `username`. Returns the wait before the next
-    /// allowed attempt when this one is over the limit.
-    pub fn attempt(&self, username: &str) -> Result<(), Duration> {
+    /// Counts an attempt for `username`, and returns [`Throttled`] when
+    /// this one is over the limit.
+    pub fn attempt(&self, username: &str) -> Result<(), Throttled> {
         if self.limiter.len() > PRUNE_ABOVE_USERNAMES {
             self.limiter.retain_recent();
+            self.log_limiter.retain_recent();
         }
         // Case does not make a new account for the count.
         let key = username.trim().to_lowercase();
-        self.limiter.check_key(&key).map_err(|not_until| not_until.wait_time_from(self.clock.now()))
+        self.limiter.check_key(&key).map_err(|not_until| Throttled {
+            wait: not_until.wait_time_from(self.clock.now()),
+            log: self.log_limiter.check_key(&key).is_ok(),
+        })
     }
 }
 
@@ -55,9 +76,11 @@ mod tests {
         for attempt in 1..=10 {
             assert_eq!(limiter.attempt("marie"), Ok(()), "attempt {attempt}");
         }
-        let wait = limiter.attempt("Marie ").unwrap_err();
-        assert!(wait > Duration::ZERO, "{wait:?}");
-        assert!(wait <= Duration::from_secs(6), "{wait:?}");
+        let throttled = limiter.attempt("Marie ").unwrap_err();
+        assert!(throttled.wait > Duration::ZERO, "{throttled:?}");
+        assert!(throttled.wait <= Duration::from_secs(6), "{throttled:?}");
+        assert!(throttled.log, "the first throttled attempt is logged");
+        assert!(!limiter.attempt("marie").unwrap_err().log, "the next one in the minute is not");
         assert_eq!(limiter.attempt("karim"), Ok(()), "another account is not throttled");
     }
 }
