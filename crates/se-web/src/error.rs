@@ -205,6 +205,10 @@ pub enum ApiError {
     UserNotFound { value: String },
     #[error("an admin owns no sites")]
     AdminSites,
+    #[error("the request has no Content-Type: application/json header")]
+    MissingJsonContentType,
+    #[error("method {method} is not allowed on {path}")]
+    MethodNotAllowed { method: String, path: String },
     #[error("an admin cannot delete their own account")]
     CannotDeleteSelf,
     #[error("store failed: {0}")]
@@ -253,6 +257,8 @@ impl ApiError {
             | WriteDisabled => StatusCode::FORBIDDEN,
             BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             TooManyLoginAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
+            MissingJsonContentType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             DeviceNotFound { .. }
             | DiscoveredDeviceNotFound { .. }
             | RecommendationNotFound { .. }
@@ -344,6 +350,8 @@ impl ApiError {
             UsernameTaken { .. } => "username_taken",
             UserNotFound { .. } => "user_not_found",
             AdminSites => "admin_sites",
+            MissingJsonContentType => "missing_json_content_type",
+            MethodNotAllowed { .. } => "method_not_allowed",
             CannotDeleteSelf => "cannot_delete_self",
             Store(StoreError::Conflict { .. }) => "conflict",
             Store(StoreError::NotFound { .. }) => "not_found",
@@ -431,6 +439,7 @@ impl ApiError {
             RecommendationNotOpen { value, .. } => vec![("value", value.to_string())],
             InvalidUsername { value } | UsernameTaken { value } | UserNotFound { value } => vec![("value", quoted(value))],
             InvalidRole { value } => vec![("value", quoted(value))],
+            MethodNotAllowed { method, path } => vec![("method", method.clone()), ("path", path.clone())],
             TooManyLoginAttempts { wait_s } => vec![("seconds", wait_s.to_string())],
             SeriesNotFound { device, value, known } => vec![("device", quoted(device)), ("value", value.clone()), ("known", known.clone())],
             InvalidAppliedTime { value_ms, from_ms, to_ms } => {

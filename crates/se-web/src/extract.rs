@@ -1,6 +1,7 @@
 //! Extractors whose rejections are [`ApiError`]s, so malformed input gets the
 //! same localized JSON error as every other failure.
 
+use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::request::Parts;
 use axum::Json;
@@ -23,8 +24,12 @@ where
         Json::<T>::from_request(request, state)
             .await
             .map(|Json(value)| ApiJson(value))
-            .map_err(|rejection| ApiError::InvalidJson {
-                detail: parser_detail(&rejection.body_text()),
+            .map_err(|rejection| match rejection {
+                // The body may be valid JSON; only the header is missing.
+                JsonRejection::MissingJsonContentType(_) => ApiError::MissingJsonContentType,
+                other => ApiError::InvalidJson {
+                    detail: parser_detail(&other.body_text()),
+                },
             })
     }
 }

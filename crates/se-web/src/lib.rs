@@ -241,12 +241,24 @@ fn api_router(state: &WebState) -> Router<WebState> {
             require_session,
         ));
 
-    open.merge(signed_in).merge(admin).fallback(api_not_found)
+    open.merge(signed_in)
+        .merge(admin)
+        .fallback(api_not_found)
+        .method_not_allowed_fallback(api_method_not_allowed)
 }
 
 async fn api_not_found(uri: Uri) -> ApiError {
     ApiError::RouteNotFound {
         value: format!("/api/v1{}", uri.path()),
+    }
+}
+
+/// Gives a known route called with another method a JSON error, instead
+/// of axum's empty 405.
+async fn api_method_not_allowed(method: axum::http::Method, uri: Uri) -> ApiError {
+    ApiError::MethodNotAllowed {
+        method: method.to_string(),
+        path: format!("/api/v1{}", uri.path()),
     }
 }
 

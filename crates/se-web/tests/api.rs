@@ -718,6 +718,23 @@ async fn unknown_api_route_returns_json_404() {
 }
 
 #[tokio::test]
+async fn wrong_method_and_content_type_named() {
+    let server = TestServer::start().await;
+    let admin = server.admin().await;
+
+    let (status, code, message) = error_of(admin.delete(server.url("/api/v1/sites")).send().await.unwrap()).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(code, "method_not_allowed");
+    assert!(message.starts_with("DELETE is not allowed on /api/v1/sites"), "{message}");
+
+    let valid_json = r#"{"username": "x", "role": "admin"}"#;
+    let (status, code, message) = error_of(admin.post(server.url("/api/v1/users?lang=fr")).body(valid_json).send().await.unwrap()).await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert_eq!(code, "missing_json_content_type");
+    assert!(message.starts_with("La requête n'a pas d'en-tête Content-Type"), "{message}");
+}
+
+#[tokio::test]
 async fn healthz_waits_for_every_part() {
     let server = TestServer::start().await;
     let before = client().get(server.url("/healthz")).send().await.unwrap();
