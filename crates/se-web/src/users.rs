@@ -81,6 +81,18 @@ async fn existing_sites(state: &WebState, ids: &[String]) -> Result<Vec<String>,
     Ok(sites)
 }
 
+/// Hashes the first password of an account: the one the admin chose, or a
+/// generated one, which is returned so that the response can show it once.
+async fn first_password(chosen: Option<String>) -> Result<(String, Option<String>), ApiError> {
+    let generated = chosen.is_none().then(generate_password);
+    let password = chosen.or_else(|| generated.clone()).unwrap_or_default();
+    let password_hash = tokio::task::spawn_blocking(move || hash_password(&password))
+        .await
+        .map_err(|error| ApiError::Internal(format!("password hashing task failed: {error}")))?
+        .map_err(ApiError::Internal)?;
+    Ok((password_hash, generated))
+}
+
 /// Body of `POST /api/v1/users`.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -123,12 +135,7 @@ pub(crate) async fn create(
         return Err(ApiError::UsernameTaken { value: username });
     }
 
-    let generated = body.password.is_none().then(generate_password);
-    let password = body.password.or_else(|| generated.clone()).unwrap_or_default();
-    let password_hash = tokio::task::spawn_blocking(move || hash_password(&password))
-        .await
-        .map_err(|error| ApiError::Internal(format!("password hashing task failed: {error}")))?
-        .map_err(ApiError::Internal)?;
+    let (password_hash, generated) = first_password(body.password).await?;
     let user = state
         .store
         .create_user(&NewUser { username: username.clone(), password_hash, role, must_change_password: true })
@@ -205,12 +212,7 @@ pub(crate) async fn reset_password(
     if let Some(password) = &body.password {
         validate_new_password(password)?;
     }
-    let generated = body.password.is_none().then(generate_password);
-    let password = body.password.or_else(|| generated.clone()).unwrap_or_default();
-    let password_hash = tokio::task::spawn_blocking(move || hash_password(&password))
-        .await
-        .map_err(|error| ApiError::Internal(format!("password hashing task failed: {error}")))?
-        .map_err(ApiError::Internal)?;
+    let (password_hash, generated) = first_password(body.password).await?;
     state.store.reset_password(user.id, &password_hash).await?;
     tracing::info!(username = %user.username, by = %admin.username, "password reset by an admin");
     Ok(Json(ResetPassword { username: user.username, generated_password: generated }))
