@@ -162,6 +162,7 @@ pub fn router(state: WebState) -> Router {
         .route("/sites/{id}", get(pages::site_page))
         .route("/ingest-errors", get(pages::ingest_errors_page))
         .route("/admin/sites", get(pages::admin_sites_page))
+        .route("/admin/accounts", get(pages::admin_accounts_page))
         .route("/password", get(pages::password_page))
         .route("/login", get(pages::login_page))
         .route("/assets/{*path}", get(pages::asset))

@@ -89,6 +89,14 @@ pub(crate) async fn admin_sites_page(State(state): State<WebState>, headers: Hea
     }
 }
 
+/// `GET /admin/accounts`: like the sites page, for admins only.
+pub(crate) async fn admin_accounts_page(State(state): State<WebState>, headers: HeaderMap) -> Response {
+    match session_user(&state, &headers).await {
+        Ok(Some(user)) if user.role != se_store::Role::Admin => Redirect::to("/").into_response(),
+        _ => protected_page(&state, &headers, "admin-accounts.html").await,
+    }
+}
+
 pub(crate) async fn password_page(State(state): State<WebState>, headers: HeaderMap) -> Response {
     match session_user(&state, &headers).await {
         Ok(Some(_)) => embedded("password.html", &headers),
@@ -124,6 +132,7 @@ mod tests {
             "login.html",
             "password.html",
             "admin-sites.html",
+            "admin-accounts.html",
         ] {
             assert!(Assets::get(page).is_some(), "{page} missing");
         }

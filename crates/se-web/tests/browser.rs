@@ -977,3 +977,47 @@ async fn owner_sees_why_a_foreign_site_is_closed() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_creates_owner_from_accounts_page() {
+    with_browser(Some(ADMIN_PASSWORD), async |browser, harness, _| {
+        for id in ["mine", "theirs"] {
+            harness.store.upsert_site(&common::site(id)).await.unwrap();
+        }
+        log_in(browser, &harness.base, "admin", ADMIN_PASSWORD).await;
+        wait_for_element(browser, "#device-table").await;
+        browser.find(Locator::Css("#nav-admin-accounts")).await.unwrap().click().await.unwrap();
+        wait_for_element(browser, r#"#accounts tr[data-account="admin"]"#).await;
+
+        // A building owner of "mine" only.
+        browser.find(Locator::Css(r#"#new-account input[name="username"]"#)).await.unwrap().send_keys("marie").await.unwrap();
+        browser.find(Locator::Css(r#"#new-account-sites input[value="mine"]"#)).await.unwrap().click().await.unwrap();
+        browser.find(Locator::Css(r#"button[data-action="create-account"]"#)).await.unwrap().click().await.unwrap();
+        let message = wait_for_text(browser, "#accounts-message", |text| text.starts_with("Account marie created")).await;
+        let password = message
+            .split("One-time password: ")
+            .nth(1)
+            .and_then(|rest| rest.split('.').next())
+            .unwrap_or_else(|| panic!("{message}"))
+            .to_owned();
+        assert!(password.chars().count() >= 16, "{message}");
+        wait_for_element(browser, r#"#accounts tr[data-account="marie"]"#).await;
+        let user = harness.store.user_by_name("marie").await.unwrap().unwrap();
+        let owned: Vec<String> = harness.store.sites_of_user(user.id).await.unwrap().into_iter().map(|site| site.id).collect();
+        assert_eq!(owned, vec!["mine".to_owned()]);
+        assert!(user.must_change_password);
+        assert!(se_web::verify_password(&password, &user.password_hash), "the page shows the password that was stored");
+
+        // Give her the other site too, from her row.
+        browser.find(Locator::Css(r#"tr[data-account="marie"] input[value="theirs"]"#)).await.unwrap().click().await.unwrap();
+        browser.find(Locator::Css(r#"tr[data-account="marie"] button[data-action="save-sites"]"#)).await.unwrap().click().await.unwrap();
+        wait_for_text(browser, "#accounts-message", |text| text == "Sites of marie saved.").await;
+        let owned = harness.store.sites_of_user(user.id).await.unwrap().len();
+        assert_eq!(owned, 2);
+        // The admin's own row has no delete button.
+        assert!(browser.find(Locator::Css(r#"tr[data-account="admin"] button[data-action="delete"]"#)).await.is_err());
+        browser.set_window_size(1280, 900).await.unwrap();
+        screenshot(browser, "/tmp/se-accounts.png").await;
+    })
+    .await;
+}

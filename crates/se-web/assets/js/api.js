@@ -49,3 +49,4 @@ export const apiPost = (path, body) => request("POST", path, body ?? {});
 export const apiPut = (path, body) => request("PUT", path, body ?? {});
 // Sends `text` as the body unchanged, for bodies the server parses itself (tariff JSON).
 export const apiPutText = (path, text) => request("PUT", path, text, true);
+export const apiDelete = (path) => request("DELETE", path);

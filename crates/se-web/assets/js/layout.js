@@ -89,6 +89,8 @@ export async function initPage({ active = null, titleKey = null, withNav = true 
     if (nav && user?.role === "admin") {
       nav.append(h("a", { href: "/admin/sites", id: "nav-admin-sites", "data-i18n": "nav.admin_sites",
         "aria-current": active === "admin-sites" ? "page" : null }, t("nav.admin_sites")));
+      nav.append(h("a", { href: "/admin/accounts", id: "nav-admin-accounts", "data-i18n": "nav.admin_accounts",
+        "aria-current": active === "admin-accounts" ? "page" : null }, t("nav.admin_accounts")));
     }
   }
   document.body.classList.remove("loading");
