@@ -276,9 +276,13 @@ async fn localize_errors(request: Request, next: Next) -> Response {
         return response;
     };
     let mut localized = rendered.in_lang(lang).into_response();
-    // Keep the Retry-After header of a throttled request.
-    if let Some(retry_after) = response.headers().get(header::RETRY_AFTER) {
-        localized.headers_mut().insert(header::RETRY_AFTER, retry_after.clone());
+    // Only the body changes language. Headers the handler set, such as
+    // Retry-After, stay; the new body brings its own length and type.
+    let own: Vec<_> = localized.headers().keys().cloned().collect();
+    for (name, value) in response.headers() {
+        if !own.contains(name) {
+            localized.headers_mut().append(name, value.clone());
+        }
     }
     localized
 }
