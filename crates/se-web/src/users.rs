@@ -81,9 +81,13 @@ async fn existing_sites(state: &WebState, ids: &[String]) -> Result<Vec<String>,
     Ok(sites)
 }
 
-/// Hashes the first password of an account: the one the admin chose, or a
-/// generated one, which is returned so that the response can show it once.
+/// Hashes the first password of an account: the one the admin chose, after
+/// the length check, or a generated one, which is returned so that the
+/// response can show it once.
 async fn first_password(chosen: Option<String>) -> Result<(String, Option<String>), ApiError> {
+    if let Some(password) = &chosen {
+        validate_new_password(password)?;
+    }
     let generated = chosen.is_none().then(generate_password);
     let password = chosen.or_else(|| generated.clone()).unwrap_or_default();
     let password_hash = tokio::task::spawn_blocking(move || hash_password(&password))
@@ -128,9 +132,6 @@ pub(crate) async fn create(
         return Err(ApiError::AdminSites);
     }
     let sites = existing_sites(&state, &body.sites).await?;
-    if let Some(password) = &body.password {
-        validate_new_password(password)?;
-    }
     if state.store.user_by_name(&username).await?.is_some() {
         return Err(ApiError::UsernameTaken { value: username });
     }
@@ -209,9 +210,6 @@ pub(crate) async fn reset_password(
     ApiJson(body): ApiJson<ResetBody>,
 ) -> Result<Json<ResetPassword>, ApiError> {
     let user = state.store.user_by_name(&name).await?.ok_or(ApiError::UserNotFound { value: name })?;
-    if let Some(password) = &body.password {
-        validate_new_password(password)?;
-    }
     let (password_hash, generated) = first_password(body.password).await?;
     state.store.reset_password(user.id, &password_hash).await?;
     tracing::info!(username = %user.username, by = %admin.username, "password reset by an admin");

@@ -141,11 +141,11 @@ fn duration_text<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Op
         }
 
         fn visit_i64<E: serde::de::Error>(self, value: i64) -> Result<Self::Value, E> {
-            Err(E::custom(format!("invalid duration {value}: a duration needs a unit and quotes, such as \"{value}s\", \"{value}m\" or \"{value}d\"")))
+            Err(bare_whole_number(value))
         }
 
         fn visit_u64<E: serde::de::Error>(self, value: u64) -> Result<Self::Value, E> {
-            Err(E::custom(format!("invalid duration {value}: a duration needs a unit and quotes, such as \"{value}s\", \"{value}m\" or \"{value}d\"")))
+            Err(bare_whole_number(value))
         }
 
         fn visit_f64<E: serde::de::Error>(self, value: f64) -> Result<Self::Value, E> {
@@ -154,6 +154,11 @@ fn duration_text<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Op
     }
 
     deserializer.deserialize_any(Text)
+}
+
+/// Error for a duration written as a whole number without unit or quotes.
+fn bare_whole_number<E: serde::de::Error>(value: impl std::fmt::Display) -> E {
+    E::custom(format!("invalid duration {value}: a duration needs a unit and quotes, such as \"{value}s\", \"{value}m\" or \"{value}d\""))
 }
 
 /// Default time between compaction passes.
