@@ -301,9 +301,9 @@ fn bind_error(addr: SocketAddr, source: io::Error) -> BrokerError {
     }
 }
 
-/// Returns a port on the same host that was free a moment ago, asked from
-/// the system, as an example for the error message; the next port when
-/// the system has none to offer.
+/// Returns a port on the same host that the system reported free a moment
+/// ago, as an example for the error message. Falls back to the next port
+/// when the system offers none.
 fn free_port_on(addr: SocketAddr) -> SocketAddr {
     match std::net::TcpListener::bind(SocketAddr::new(addr.ip(), 0)).and_then(|probe| probe.local_addr()) {
         Ok(free) => free,

@@ -35,20 +35,20 @@ async fn second_bind_reports_addr_in_use() {
 #[tokio::test]
 async fn busy_port_suggests_free_one() {
     // Hold a port and the one after it, so "the next port" would be busy too.
-    let (held, next) = loop {
-        let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = held.local_addr().unwrap().port();
+    let (busy, next) = loop {
+        let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = busy.local_addr().unwrap().port();
         if let Ok(next) = std::net::TcpListener::bind(("127.0.0.1", port.wrapping_add(1))) {
-            break (held, next);
+            break (busy, next);
         }
     };
-    let addr = held.local_addr().unwrap();
+    let addr = busy.local_addr().unwrap();
 
-    let error = Broker::bind(BrokerConfig::new(addr)).await.expect_err("the port is held");
+    let error = Broker::bind(BrokerConfig::new(addr)).await.expect_err("the port is taken");
 
     let BrokerError::AddrInUse { suggestion, .. } = error else { panic!("{error:?}") };
     assert_ne!(suggestion, addr);
-    assert_ne!(suggestion, next.local_addr().unwrap(), "the suggested port is held too");
+    assert_ne!(suggestion, next.local_addr().unwrap(), "the suggested port is taken too");
     assert_eq!(suggestion.ip(), addr.ip());
     std::net::TcpListener::bind(suggestion).expect("the suggested address is free");
 }

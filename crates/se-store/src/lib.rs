@@ -197,7 +197,7 @@ pub trait Store: Send + Sync + 'static {
     async fn decide_recommendation(&self, id: i64, decision: &RecommendationDecision) -> Result<(), StoreError>;
     /// Withdraws the open recommendations of a site that the run at
     /// `run_ms` did not refresh (`updated_ms` before it), except those of
-    /// the `kept` channels. They get status withdrawn and `decided_ms =
+    /// the channels in `keep_open`. They get status withdrawn and `decided_ms =
     /// run_ms`. Returns the ids withdrawn, in id order.
-    async fn withdraw_recommendations(&self, site_id: &str, run_ms: TimestampMs, kept: &[KeptChannel]) -> Result<Vec<i64>, StoreError>;
+    async fn withdraw_recommendations(&self, site_id: &str, run_ms: TimestampMs, keep_open: &[KeptChannel]) -> Result<Vec<i64>, StoreError>;
 }

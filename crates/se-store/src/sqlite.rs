@@ -788,8 +788,8 @@ impl Store for SqliteStore {
         self.write("decide_recommendation", move |writer| writer.decide_recommendation(id, &decision)).await
     }
 
-    async fn withdraw_recommendations(&self, site_id: &str, run_ms: TimestampMs, kept: &[KeptChannel]) -> Result<Vec<i64>, StoreError> {
-        let (site_id, kept) = (site_id.to_owned(), kept.to_vec());
-        self.write("withdraw_recommendations", move |writer| writer.withdraw_recommendations(&site_id, run_ms, &kept)).await
+    async fn withdraw_recommendations(&self, site_id: &str, run_ms: TimestampMs, keep_open: &[KeptChannel]) -> Result<Vec<i64>, StoreError> {
+        let (site_id, keep_open) = (site_id.to_owned(), keep_open.to_vec());
+        self.write("withdraw_recommendations", move |writer| writer.withdraw_recommendations(&site_id, run_ms, &keep_open)).await
     }
 }

@@ -89,19 +89,19 @@ async fn run_withdraws_what_it_did_not_refresh() {
     store.decide_recommendation(decided, &RecommendationDecision::Dismissed { at_ms: 2_000, by: "admin".into() }).await.unwrap();
     // The run at 5,000 refreshes rig-4 only, and a recommender failed on rig-2's channel.
     let fresh = store.upsert_recommendation(&idle_recommendation("farm", "rig-4", 28.8, 5_000)).await.unwrap().id;
-    let kept = [KeptChannel { device: DeviceId::parse("rig-2").unwrap(), channel: ChannelName::parse("main").unwrap() }];
+    let keep_open = [KeptChannel { device: DeviceId::parse("rig-2").unwrap(), channel: ChannelName::parse("main").unwrap() }];
 
-    let withdrawn = store.withdraw_recommendations("farm", 5_000, &kept).await.unwrap();
+    let withdrawn = store.withdraw_recommendations("farm", 5_000, &keep_open).await.unwrap();
 
     assert_eq!(withdrawn, vec![stale]);
     let status = |id: i64| {
         let store = &store;
         async move { store.recommendation(id).await.unwrap().unwrap() }
     };
-    let gone = status(stale).await;
-    assert_eq!(gone.status, RecommendationStatus::Withdrawn);
-    assert_eq!(gone.decided_ms, Some(5_000));
-    assert_eq!(gone.decided_by, None);
+    let withdrawn_row = status(stale).await;
+    assert_eq!(withdrawn_row.status, RecommendationStatus::Withdrawn);
+    assert_eq!(withdrawn_row.decided_ms, Some(5_000));
+    assert_eq!(withdrawn_row.decided_by, None);
     assert_eq!(status(failed).await.status, RecommendationStatus::Open, "a failed channel keeps its recommendation");
     assert_eq!(status(decided).await.status, RecommendationStatus::Dismissed, "the operator's decision stands");
     assert_eq!(status(fresh).await.status, RecommendationStatus::Open);

@@ -442,7 +442,7 @@ pub(crate) async fn site_energy(
         .map_err(|error| ApiError::Energy {
             detail: error.to_string(),
         })?;
-    // The site's own factor wins over the tariff's, in both places of the answer.
+    // The site's own factor overrides the tariff's, in both places of the response.
     let co2_factor = site
         .co2_g_per_kwh
         .or_else(|| tariff.as_ref().and_then(|tariff| tariff.co2_g_per_kwh));

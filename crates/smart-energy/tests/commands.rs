@@ -143,7 +143,7 @@ async fn commands_need_control_of_the_site() {
     let listed = demo.get(&url).send().await.unwrap();
     assert_eq!(listed.status(), 403);
     // An unknown device would belong to the default site, which this owner
-    // owns, so it answers 404 as it would for an admin.
+    // owns, so it gets 404 as it would for an admin.
     let unknown = demo.get(format!("{}/api/v1/devices/rig-99/commands", server.http)).send().await.unwrap();
     assert_eq!(unknown.status(), 404);
 }

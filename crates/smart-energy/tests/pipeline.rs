@@ -428,7 +428,8 @@ fn demo_sizes_out_of_range_named() {
             .expect("run serve");
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(!output.status.success(), "{flag} {value} was accepted");
-        assert!(stderr.contains(flag) && stderr.contains(range), "{flag}: {stderr}");
+        assert!(stderr.contains(flag), "names {flag}: {stderr}");
+        assert!(stderr.contains(range), "names the range {range}: {stderr}");
     }
 }
 
@@ -442,7 +443,8 @@ async fn lost_admin_password_reset_from_cli() {
     let unknown = std::process::Command::new(BINARY).args(["store", "reset-password", "root", "--data-dir"]).arg(&data_dir).output().unwrap();
     let stderr = String::from_utf8_lossy(&unknown.stderr);
     assert!(!unknown.status.success());
-    assert!(stderr.contains("no account named \"root\"") && stderr.contains("admin"), "lists the accounts: {stderr}");
+    assert!(stderr.contains("no account named \"root\""), "{stderr}");
+    assert!(stderr.contains("the accounts are: admin"), "lists the accounts: {stderr}");
 
     let output = std::process::Command::new(BINARY).args(["store", "reset-password", "admin", "--data-dir"]).arg(&data_dir).output().unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);

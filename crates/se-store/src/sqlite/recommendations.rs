@@ -61,7 +61,7 @@ impl Writer {
                 .map_err(db(OP))?;
                 RecommendationUpsert { id, outcome: UpsertOutcome::Refreshed }
             }
-            // Applied or dismissed: the operator's decision stands.
+            // Applied or dismissed: the operator's decision is kept.
             Some((id, status)) if status != RecommendationStatus::Withdrawn.code() => RecommendationUpsert { id, outcome: UpsertOutcome::Decided },
             // None, or withdrawn by a run: the readings support it again.
             _ => {
@@ -126,8 +126,8 @@ impl Writer {
     }
 
     /// Sets the open recommendations of `site_id` not refreshed at `run_ms`
-    /// to withdrawn, except those of `kept` channels; returns their ids.
-    pub(super) fn withdraw_recommendations(&mut self, site_id: &str, run_ms: TimestampMs, kept: &[KeptChannel]) -> Result<Vec<i64>, StoreError> {
+    /// to withdrawn, except those of the channels in `keep_open`, and returns their ids.
+    pub(super) fn withdraw_recommendations(&mut self, site_id: &str, run_ms: TimestampMs, keep_open: &[KeptChannel]) -> Result<Vec<i64>, StoreError> {
         const OP: &str = "withdraw_recommendations";
         let tx = self.conn().transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(db(OP))?;
         let stale: Vec<(i64, String, String)> = tx
@@ -140,7 +140,7 @@ impl Writer {
                 .prepare_cached("UPDATE recommendations SET status = 'withdrawn', decided_ms = ?2, decided_by = NULL WHERE id = ?1")
                 .map_err(db(OP))?;
             for (id, device, channel) in stale {
-                if kept.iter().any(|kept| kept.device.as_str() == device && kept.channel.as_str() == channel) {
+                if keep_open.iter().any(|open| open.device.as_str() == device && open.channel.as_str() == channel) {
                     continue;
                 }
                 update.execute(params![id, run_ms]).map_err(db(OP))?;

@@ -44,9 +44,9 @@ export function metricLabel(metricKey) {
 const STORED_DEFAULT_SITE_NAME = "Default site";
 
 /**
- * Display name of a site. The site every unassigned device belongs to is
- * created with an English name; it reads in the current language until an
- * admin gives it a name of their own.
+ * Display name of a site. The site of unassigned devices is created with an
+ * English name, so that name is shown in the current language until an
+ * admin renames the site.
  */
 export function siteName(site) {
   return site.id === "default" && site.name === STORED_DEFAULT_SITE_NAME ? t("site.default_name") : site.name;

@@ -29,7 +29,7 @@ async function main() {
     site = await apiGet(`/api/v1/sites/${encodeURIComponent(siteId)}`);
   } catch (error) {
     if (error.status === 404 || error.status === 400 || error.status === 403) {
-      // A building owner gets 403 for a site that is not theirs; the server's message says so.
+      // A building owner gets 403 for a site that is not theirs, and the server's message explains it.
       const message = error.status === 403 ? error.message : t("site.not_found");
       document.getElementById("site-content").hidden = true;
       fill(document.getElementById("site-error"), h("p", { class: "alert", role: "alert" }, message));

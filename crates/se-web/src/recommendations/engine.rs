@@ -98,7 +98,7 @@ pub async fn run_site(store: &dyn Store, site: &Site, history: Duration, now_ms:
     }
 
     let site_id = site.id.clone();
-    let (found, failures, kept) = tokio::task::spawn_blocking(move || compute(&site_id, &inputs, &pricing))
+    let (found, failures, failed_channels) = tokio::task::spawn_blocking(move || compute(&site_id, &inputs, &pricing))
         .await
         .map_err(|error| ApiError::Internal(format!("the recommendation task did not finish: {error}")))?;
 
@@ -111,7 +111,7 @@ pub async fn run_site(store: &dyn Store, site: &Site, history: Duration, now_ms:
             UpsertOutcome::Decided => run.decided += 1,
         }
     }
-    run.withdrawn = store.withdraw_recommendations(&site.id, now_ms, &kept).await?.len();
+    run.withdrawn = store.withdraw_recommendations(&site.id, now_ms, &failed_channels).await?.len();
     Ok(run)
 }
 
@@ -333,7 +333,7 @@ fn compute(site_id: &str, inputs: &[ChannelInput], pricing: &SitePricing) -> (Ve
     let site_w = site_mean_w(inputs);
     let mut found = Vec::new();
     let mut failures = 0;
-    let mut kept = Vec::new();
+    let mut failed_channels = Vec::new();
     for input in inputs {
         let failures_before = failures;
         let channel_pricing = pricing.for_channel((site_w - input.mean_w()).max(0.0));
@@ -352,11 +352,11 @@ fn compute(site_id: &str, inputs: &[ChannelInput], pricing: &SitePricing) -> (Ve
             }
         }
         if failures > failures_before {
-            // A failed recommender says nothing about its recommendation, so the open one is not withdrawn.
-            kept.push(KeptChannel { device: input.device.clone(), channel: input.channel.clone() });
+            // A failed recommender gives no evidence against its recommendation, so the open one is not withdrawn.
+            failed_channels.push(KeptChannel { device: input.device.clone(), channel: input.channel.clone() });
         }
     }
-    (found, failures, kept)
+    (found, failures, failed_channels)
 }
 
 type Outcome = Result<Option<Recommendation>, RecommendError>;

@@ -84,7 +84,7 @@ pub struct ServeArgs {
     pub write_tokens: Vec<String>,
     /// Mark the session cookie Secure, so browsers send it over HTTPS only.
     /// Use it when a TLS reverse proxy serves the UI: over plain HTTP to another host,
-    /// browsers drop the session cookie, so every page asks for a login again.
+    /// browsers drop the session cookie, so every page returns to the login form.
     #[arg(long, env = "SMART_ENERGY_SECURE_COOKIES")]
     pub secure_cookies: bool,
 }
